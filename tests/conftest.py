@@ -1,0 +1,30 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from graceful_grpc import _counter_py
+from graceful_grpc.testing import EchoServer
+
+
+@pytest.fixture(params=["c", "py"])
+def counter_cls(request: pytest.FixtureRequest) -> Any:
+    """Each Counter implementation in turn; the C case is skipped only when it is not built."""
+    if request.param == "py":
+        return _counter_py.Counter
+    try:
+        return importlib.import_module("graceful_grpc._counter").Counter
+    except ImportError as exc:
+        pytest.skip(f"C extension graceful_grpc._counter is not built: {exc}")
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[EchoServer]:
+    """A real Echo server on 127.0.0.1, port 0."""
+    async with EchoServer() as server:
+        yield server
