@@ -1,0 +1,80 @@
+"""Waiting, without polling, until a set of counters are all at zero."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ._counting import Counter
+from ._validation import check_seconds
+
+__all__ = ("ZeroWatch",)
+
+
+class ZeroWatch:
+    """Wakes its waiters when every watched counter is at zero.
+
+    The counters' ``on_zero`` is set only while someone waits, so the hot path pays nothing when
+    nobody does. ``on_zero`` may fire on another thread (a hold released there); waking then goes
+    through the waiter's loop thread-safely.
+    """
+
+    __slots__ = ("_counters", "_waiters")
+
+    def __init__(self, *counters: Counter) -> None:
+        self._counters = counters
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def idle(self) -> bool:
+        """Whether every counter is at zero now."""
+        return all(counter.value == 0 for counter in self._counters)
+
+    async def wait(self) -> None:
+        """Returns once every counter is at zero (at once if they already are)."""
+        if self.idle():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        if len(self._waiters) == 1:
+            for counter in self._counters:
+                counter.on_zero = self._on_zero
+        try:
+            if not self.idle():  # a counter may have reached zero while we subscribed
+                await waiter
+        finally:
+            self._waiters.discard(waiter)
+            if not self._waiters:
+                for counter in self._counters:
+                    counter.on_zero = None
+
+    async def wait_for(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - public API shape
+        """``wait()`` for at most ``timeout`` seconds (None: no limit); False if it timed out.
+
+        Raises:
+            ValueError: ``timeout`` negative, NaN or infinite.
+        """
+        seconds = None if timeout is None else check_seconds(timeout, "timeout")
+        try:
+            async with asyncio.timeout(seconds):
+                await self.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _on_zero(self) -> None:
+        if not self.idle():
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for waiter in list(self._waiters):
+            loop = waiter.get_loop()
+            if loop is running:
+                _wake(waiter)
+            else:
+                loop.call_soon_threadsafe(_wake, waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

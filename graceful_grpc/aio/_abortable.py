@@ -1,0 +1,126 @@
+"""Makes a drain-deadline cancellation reach the caller as DrainTimeoutError.
+
+grpc.aio raises a bare ``asyncio.CancelledError`` from inside its own call methods when a call is
+cancelled locally, so the translation must live on the call object the caller holds. Rather than
+wrapping every call in a proxy (measured: +6-8% CPU per unary call), each call's class is swapped
+for a cached subclass of its own class whose awaiting methods translate - only for calls the drain
+aborted, and never when the caller's own task is being cancelled (that stays CancelledError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import types
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
+
+from ..errors import DrainTimeoutError
+
+__all__ = ("make_abortable", "mark_aborted")
+
+_ABORT_ATTRIBUTE = "_graceful_grpc_abort"
+
+
+def mark_aborted(call: Any, details: str) -> None:
+    """Records that the drain is about to cancel ``call``; its caller will see ``details``."""
+    with contextlib.suppress(AttributeError):  # no __dict__: the caller sees CancelledError
+        setattr(call, _ABORT_ATTRIBUTE, details)
+
+
+# call class -> its translating subclass, or None where __class__ cannot be assigned
+_SUBCLASSES: dict[type, type | None] = {}
+
+
+def make_abortable(call: Any) -> None:
+    """Gives ``call`` the translating subclass of its class (a no-op for unsupported types)."""
+    cls = call.__class__
+    try:
+        subclass = _SUBCLASSES[cls]
+    except KeyError:
+        subclass = _SUBCLASSES[cls] = _abortable_subclass(cls)
+    if subclass is not None:
+        try:
+            call.__class__ = subclass
+        except TypeError:  # an instance layout that forbids it: fall back to CancelledError
+            _SUBCLASSES[cls] = None
+
+
+def _translate(call: Any, error: asyncio.CancelledError) -> BaseException:
+    details = getattr(call, _ABORT_ATTRIBUTE, None)
+    if details is None:
+        return error
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return error  # the caller's own task is being cancelled: that is not our abort
+    return DrainTimeoutError(details)
+
+
+def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
+    def __await__(self: Any) -> Generator[Any, None, Any]:
+        try:
+            return (yield from original(self))
+        except asyncio.CancelledError as error:
+            translated = _translate(self, error)
+            if translated is error:
+                raise
+            raise translated from None
+
+    return __await__
+
+
+def _coroutine_method(original: Callable[..., Any]) -> Any:
+    @functools.wraps(original)
+    async def method(self: Any, *args: Any) -> Any:
+        try:
+            return await original(self, *args)
+        except asyncio.CancelledError as error:
+            translated = _translate(self, error)
+            if translated is error:
+                raise
+            raise translated from None
+
+    return method
+
+
+def _aiter_method(original: Callable[[Any], AsyncIterator[Any]]) -> Any:
+    def __aiter__(self: Any) -> AsyncIterator[Any]:
+        return _translating_iterator(self, original(self))
+
+    return __aiter__
+
+
+async def _translating_iterator(call: Any, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    try:
+        async for message in inner:
+            yield message
+    except asyncio.CancelledError as error:
+        translated = _translate(call, error)
+        if translated is error:
+            raise
+        raise translated from None
+
+
+_WRAPPERS: dict[str, Callable[[Any], Any]] = {
+    "__await__": _await_method,
+    "__aiter__": _aiter_method,
+    "read": _coroutine_method,
+    "write": _coroutine_method,
+    "done_writing": _coroutine_method,
+    "wait_for_connection": _coroutine_method,
+}
+
+
+def _abortable_subclass(base: type) -> type | None:
+    if getattr(base, "_graceful_grpc_abortable", False):
+        return None
+    namespace: dict[str, Any] = {"_graceful_grpc_abortable": True, _ABORT_ATTRIBUTE: None}
+    for name, wrap in _WRAPPERS.items():
+        original = getattr(base, name, None)
+        if original is not None:
+            namespace[name] = wrap(original)
+    subclass = types.new_class(base.__name__, (base,), {}, lambda ns: ns.update(namespace))
+    subclass.__module__ = base.__module__
+    subclass.__qualname__ = base.__qualname__
+    return subclass

@@ -1,0 +1,319 @@
+"""GracefulChannel: a drop-in grpc.aio channel that is reference-counted and drains on close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from .._validation import check_seconds
+from ..errors import ChannelClosedError
+from ..report import DrainReport
+from ..state import ChannelState
+from ._connection import ADMIT_POLICIES, AdmitPolicy, CallSite, Connection
+from ._hold import Hold
+from ._multicallable import (
+    StreamStreamMultiCallable,
+    StreamUnaryMultiCallable,
+    UnaryStreamMultiCallable,
+    UnaryUnaryMultiCallable,
+)
+
+__all__ = ("GracefulChannel", "insecure_channel", "secure_channel", "wrap")
+
+_NOT_LAST = DrainReport(
+    closed=False, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
+)
+
+
+class GracefulChannel(aio.Channel):
+    """A grpc.aio channel that refuses to really close while work is outstanding.
+
+    A handle on a shared connection. The connection stays OPEN while any handle (see ``share()``)
+    is open; closing the last one drains it: calls in flight and holds are awaited, new calls are
+    admitted per ``admit_during_drain``, and at the drain deadline whatever remains is cancelled
+    (its callers get ``DrainTimeoutError``). ``async with channel:`` exits through ``close()``, so
+    it drains too - unlike grpc.aio, whose ``__aexit__`` cancels every call.
+
+    Create one with ``insecure_channel``, ``secure_channel`` or ``wrap``.
+    """
+
+    _connection: Connection
+    _closed: bool
+
+    def __init__(
+        self,
+        channel: aio.Channel,
+        *,
+        drain_timeout: float = 30.0,
+        admit_during_drain: AdmitPolicy = "held",
+    ) -> None:
+        """Wraps ``channel``, which it then owns (closing the last handle closes it).
+
+        Raises:
+            ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``.
+        """
+        drain_timeout = _check_options(drain_timeout, admit_during_drain)
+        if not isinstance(channel, aio.Channel):
+            raise TypeError(f"channel must be a grpc.aio.Channel, got {type(channel).__name__}")
+        self._attach(
+            Connection(channel, drain_timeout=drain_timeout, admit_during_drain=admit_during_drain)
+        )
+
+    def _attach(self, connection: Connection) -> None:
+        self._connection = connection
+        self._closed = False
+        self._closed_others_open = False  # this handle's close left other handles open
+        connection.open_handles += 1
+
+    # -- reference counting --------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """RPCs of all four kinds started on the connection and not yet at a final status."""
+        return self._connection.in_flight.value
+
+    @property
+    def holds(self) -> int:
+        """Outstanding holds on the connection."""
+        return self._connection.holds.value
+
+    @property
+    def state(self) -> ChannelState:
+        """The connection's state (shared by every handle)."""
+        return self._connection.state
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called on this handle."""
+        return self._closed
+
+    @property
+    def drain_timeout(self) -> float:
+        """The default drain deadline of ``close()``, in seconds."""
+        return self._connection.drain_timeout
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - API
+        """Waits until no call is in flight and no hold is outstanding on the connection.
+
+        Args:
+            timeout: Seconds to wait at most; None waits indefinitely.
+
+        Returns:
+            True if idle, False if the timeout passed first.
+
+        Raises:
+            ValueError: ``timeout`` negative, NaN or infinite.
+        """
+        return await self._connection.idle.wait_for(timeout)
+
+    def hold(self) -> Hold:
+        """Takes a hold: the connection stays open for a unit of work until it is released.
+
+        Raises:
+            ChannelClosedError: the channel is closed, or this handle is closed or draining and
+                ``admit_during_drain`` refuses new work from here.
+        """
+        if self._closed:
+            self._connection.admit()
+        return self._connection.hold()
+
+    def share(self) -> GracefulChannel:
+        """Returns a new handle on the same connection, for another owner to close.
+
+        Raises:
+            ChannelClosedError: this handle is closed.
+        """
+        if self._closed:
+            raise ChannelClosedError("cannot share a closed graceful_grpc channel handle")
+        handle = GracefulChannel.__new__(GracefulChannel)
+        handle._attach(self._connection)
+        return handle
+
+    async def close(self, grace: float | None = None) -> DrainReport:
+        """Closes this handle; the last one to close drains and closes the connection.
+
+        Args:
+            grace: The drain deadline in seconds; None means ``drain_timeout``; 0 cancels what is
+                in flight at once. A later close with a shorter deadline brings it forward.
+
+        Returns:
+            The drain's report. Every close of the last handle, from any task, gets the same
+            one; a close that leaves other handles open returns at once with ``closed=False``.
+            If the awaiting task is cancelled, the drain continues to its deadline.
+
+        Raises:
+            ValueError: ``grace`` negative, NaN or infinite.
+        """
+        seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
+        connection = self._connection
+        if not self._closed:
+            self._closed = True
+            connection.open_handles -= 1
+            self._closed_others_open = connection.open_handles > 0
+        if self._closed_others_open:
+            return _NOT_LAST
+        return await asyncio.shield(connection.drain(seconds))
+
+    async def __aenter__(self) -> GracefulChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- grpc.aio.Channel ----------------------------------------------------------------------
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """As grpc.aio: the connectivity state of the underlying channel."""
+        return self._connection.raw.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """As grpc.aio: waits for the connectivity state to change."""
+        await self._connection.raw.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        """As grpc.aio: waits until the channel is READY."""
+        await self._connection.raw.channel_ready()
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any | None = None,
+        response_deserializer: Any | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryUnaryMultiCallable[Any, Any]:
+        """As grpc.aio, with every call tracked by this channel."""
+        raw = self._connection.raw.unary_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return UnaryUnaryMultiCallable(self, raw, CallSite(method, "unary_unary"))
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any | None = None,
+        response_deserializer: Any | None = None,
+        _registered_method: bool | None = False,
+    ) -> UnaryStreamMultiCallable[Any, Any]:
+        """As grpc.aio, with every call tracked by this channel."""
+        raw = self._connection.raw.unary_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return UnaryStreamMultiCallable(self, raw, CallSite(method, "unary_stream"))
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any | None = None,
+        response_deserializer: Any | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamUnaryMultiCallable[Any, Any]:
+        """As grpc.aio, with every call tracked by this channel."""
+        raw = self._connection.raw.stream_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return StreamUnaryMultiCallable(self, raw, CallSite(method, "stream_unary"))
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any | None = None,
+        response_deserializer: Any | None = None,
+        _registered_method: bool | None = False,
+    ) -> StreamStreamMultiCallable[Any, Any]:
+        """As grpc.aio, with every call tracked by this channel."""
+        raw = self._connection.raw.stream_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return StreamStreamMultiCallable(self, raw, CallSite(method, "stream_stream"))
+
+    def __repr__(self) -> str:
+        handle = "closed" if self._closed else "open"
+        return (
+            f"<GracefulChannel {handle} handle, {self.state.value}: "
+            f"in_flight={self.in_flight} holds={self.holds}>"
+        )
+
+
+def insecure_channel(
+    target: str,
+    options: Sequence[tuple[str, Any]] | None = None,
+    compression: grpc.Compression | None = None,
+    interceptors: Sequence[Any] | None = None,
+    *,
+    drain_timeout: float = 30.0,
+    admit_during_drain: AdmitPolicy = "held",
+) -> GracefulChannel:
+    """Creates an insecure graceful channel; arguments as ``grpc.aio.insecure_channel``.
+
+    Args:
+        target: The server address.
+        options: Channel arguments, as grpc.aio.
+        compression: The channel's default compression, as grpc.aio.
+        interceptors: grpc.aio client interceptors; they run, and their calls are tracked.
+        drain_timeout: Default drain deadline of ``close()``, in seconds.
+        admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
+            (from code inside a hold), ``"all"``, or ``"none"``.
+
+    Raises:
+        ValueError: bad ``drain_timeout`` or ``admit_during_drain``.
+    """
+    return _wrap_new(
+        lambda: aio.insecure_channel(target, options, compression, interceptors),
+        drain_timeout,
+        admit_during_drain,
+    )
+
+
+def secure_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials,
+    options: Sequence[tuple[str, Any]] | None = None,
+    compression: grpc.Compression | None = None,
+    interceptors: Sequence[Any] | None = None,
+    *,
+    drain_timeout: float = 30.0,
+    admit_during_drain: AdmitPolicy = "held",
+) -> GracefulChannel:
+    """Creates a secure graceful channel; arguments as ``grpc.aio.secure_channel`` and
+    ``insecure_channel``."""
+    return _wrap_new(
+        lambda: aio.secure_channel(target, credentials, options, compression, interceptors),
+        drain_timeout,
+        admit_during_drain,
+    )
+
+
+def wrap(
+    channel: aio.Channel, *, drain_timeout: float = 30.0, admit_during_drain: AdmitPolicy = "held"
+) -> GracefulChannel:
+    """Makes an existing grpc.aio channel graceful. The graceful channel takes ownership of it:
+    calls must go through the returned channel to be tracked, and closing it closes ``channel``.
+    """
+    return GracefulChannel(
+        channel, drain_timeout=drain_timeout, admit_during_drain=admit_during_drain
+    )
+
+
+def _wrap_new(
+    factory: Any, drain_timeout: float, admit_during_drain: AdmitPolicy
+) -> GracefulChannel:
+    _check_options(drain_timeout, admit_during_drain)  # before the grpc channel exists: no leak
+    return wrap(factory(), drain_timeout=drain_timeout, admit_during_drain=admit_during_drain)
+
+
+def _check_options(drain_timeout: float, admit_during_drain: str) -> float:
+    if admit_during_drain not in ADMIT_POLICIES:
+        raise ValueError(
+            f"admit_during_drain must be one of {ADMIT_POLICIES}, got {admit_during_drain!r}"
+        )
+    return check_seconds(drain_timeout, "drain_timeout")

@@ -1,0 +1,181 @@
+"""The connection that a channel's handles share: admission, call tracking, and the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Literal, NamedTuple
+
+from grpc import aio
+
+from .._counting import Counter
+from .._zero_watch import ZeroWatch
+from ..errors import ChannelClosedError
+from ..report import CallInfo, CallKind, DrainReport
+from ..state import ChannelState
+from ._abortable import make_abortable, mark_aborted
+from ._hold import Hold, is_held
+
+__all__ = ("AdmitPolicy", "CallSite", "Connection")
+
+logger = logging.getLogger("graceful_grpc")
+
+AdmitPolicy = Literal["held", "all", "none"]
+ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
+
+_monotonic = time.monotonic
+
+
+class CallSite(NamedTuple):
+    """What a multicallable calls: recorded with each of its calls, for drain reports."""
+
+    method: str
+    kind: CallKind
+
+
+class Connection:
+    """One grpc.aio channel shared by one or more GracefulChannel handles.
+
+    The connection is OPEN while any handle is open; closing the last handle starts the drain.
+    """
+
+    def __init__(
+        self, raw: aio.Channel, *, drain_timeout: float, admit_during_drain: AdmitPolicy
+    ) -> None:
+        self.raw = raw
+        self.drain_timeout = drain_timeout
+        self.admit_during_drain = admit_during_drain
+        self.state = ChannelState.OPEN
+        self.open_handles = 0
+        self.in_flight = Counter()
+        self.holds = Counter()
+        # call -> (site, start time). Keyed by the call object grpc.aio returned to the caller.
+        self._calls: dict[Any, tuple[CallSite, float]] = {}
+        self.idle = ZeroWatch(self.in_flight, self.holds)
+        self._drain: asyncio.Task[DrainReport] | None = None
+        self._deadline: asyncio.Timeout | None = None
+        self._admitted_while_draining = 0
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Admits a call or hold from a closed handle or while draining, or raises.
+
+        Raises:
+            ChannelClosedError: per ``admit_during_drain``.
+        """
+        if self.state is ChannelState.CLOSED:
+            raise ChannelClosedError("graceful_grpc channel is closed")
+        policy = self.admit_during_drain
+        if policy == "all" or (policy == "held" and is_held(self)):
+            if self.state is ChannelState.DRAINING:
+                self._admitted_while_draining += 1
+            return
+        raise ChannelClosedError(
+            "graceful_grpc channel is closed or draining and admits no new work "
+            + ("from code that holds no hold" if policy == "held" else "at all")
+        )
+
+    def track(self, call: Any, site: CallSite) -> Any:
+        """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
+        self.in_flight.incr()
+        self._calls[call] = (site, _monotonic())
+        make_abortable(call)
+        call.add_done_callback(self._call_done)
+        return call
+
+    def _call_done(self, call: Any) -> None:
+        del self._calls[call]
+        self.in_flight.decr()
+
+    def hold(self) -> Hold:
+        """Takes a hold (admission already checked by the caller)."""
+        self.holds.incr()
+        return Hold(self)
+
+    def release_hold(self) -> None:
+        """Called by ``Hold.release()``. Holds abandoned at the deadline are no longer counted."""
+        if self.state is not ChannelState.CLOSED:
+            self.holds.decr()
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def drain(self, grace: float) -> asyncio.Task[DrainReport]:
+        """Starts the drain with deadline ``grace`` seconds from now, or brings a running drain's
+        deadline forward to it (never back). Returns the drain's task."""
+        loop = asyncio.get_running_loop()
+        if self._drain is None:
+            # The state changes now, not when the task first runs: from here on every new call
+            # goes through admit() and is counted there, never also in the starting count.
+            self.state = ChannelState.DRAINING
+            logger.info(
+                "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
+                self.in_flight.value,
+                self.holds.value,
+                grace,
+            )
+            self._drain = loop.create_task(
+                self._run_drain(grace, _monotonic(), self.in_flight.value),
+                name="graceful_grpc drain",
+            )
+        elif self._deadline is not None:
+            when = self._deadline.when()
+            new = loop.time() + grace
+            if when is None or new < when:
+                self._deadline.reschedule(new)
+        return self._drain
+
+    async def _run_drain(self, grace: float, started: float, at_start: int) -> DrainReport:
+        loop = asyncio.get_running_loop()
+        cancelled: tuple[CallInfo, ...] = ()
+        abandoned = 0
+        try:
+            async with asyncio.timeout_at(
+                loop.time() + grace - (_monotonic() - started)
+            ) as deadline:
+                self._deadline = deadline
+                await self.idle.wait()
+        except TimeoutError:
+            cancelled, abandoned = self._abort(grace)
+        finally:
+            self._deadline = None
+            self.state = ChannelState.CLOSED
+            await self.raw.close(None)
+        report = DrainReport(
+            closed=True,
+            drained=not cancelled and not abandoned,
+            waited=_monotonic() - started,
+            completed=at_start + self._admitted_while_draining - len(cancelled),
+            cancelled=cancelled,
+            abandoned_holds=abandoned,
+        )
+        logger.info("graceful_grpc: drain finished: %s", report.summary())
+        return report
+
+    def _abort(self, grace: float) -> tuple[tuple[CallInfo, ...], int]:
+        """At the deadline: refuse new work, cancel what is in flight, abandon the holds."""
+        self.state = ChannelState.CLOSED
+        now = _monotonic()
+        details = f"graceful_grpc drain deadline of {grace:g}s passed; call cancelled"
+        cancelled: list[CallInfo] = []
+        for call, (site, started) in list(self._calls.items()):
+            if call.done():
+                continue
+            mark_aborted(call, details)
+            if call.cancel():
+                info = CallInfo(site.method, site.kind, now - started)
+                cancelled.append(info)
+                logger.warning(
+                    "graceful_grpc: drain deadline passed, cancelled %s %s (in flight %.3fs)",
+                    site.kind,
+                    site.method,
+                    info.age,
+                )
+        abandoned = self.holds.value
+        if abandoned:
+            logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
+        self.holds.on_zero = None
+        for _ in range(abandoned):
+            self.holds.decr()
+        return tuple(cancelled), abandoned

@@ -1,0 +1,146 @@
+"""The four multicallables of a graceful channel: grpc.aio's own, admitted and tracked.
+
+Each returns the very call object grpc.aio created (no proxy), tracked until its done-callback.
+An open handle implies an OPEN connection, so the only check on the hot path is ``_closed``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import grpc
+from grpc import aio
+
+from ._connection import CallSite
+
+if TYPE_CHECKING:
+    from ._channel import GracefulChannel
+
+__all__ = (
+    "StreamStreamMultiCallable",
+    "StreamUnaryMultiCallable",
+    "UnaryStreamMultiCallable",
+    "UnaryUnaryMultiCallable",
+)
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
+RawT = TypeVar("RawT")
+
+MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of pairs
+
+
+class _Wrapped(Generic[RawT]):
+    __slots__ = ("_handle", "_raw", "_site")
+
+    def __init__(self, handle: GracefulChannel, raw: RawT, site: CallSite) -> None:
+        self._handle = handle
+        self._raw = raw
+        self._site = site
+
+    def _start(
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: MetadataType | None,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> Any:
+        handle = self._handle
+        if handle._closed:
+            handle._connection.admit()
+        call = self._raw(  # type: ignore[operator]
+            request,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        return handle._connection.track(call, self._site)
+
+    def __repr__(self) -> str:
+        return f"<graceful {self._site.kind} {self._site.method}>"
+
+
+class UnaryUnaryMultiCallable(
+    _Wrapped["aio.UnaryUnaryMultiCallable[RequestT, ResponseT]"],
+    aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+):
+    """grpc.aio's UnaryUnaryMultiCallable, tracked by a graceful channel."""
+
+    def __call__(
+        self,
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> aio.UnaryUnaryCall[RequestT, ResponseT]:
+        return self._start(  # type: ignore[no-any-return]
+            request, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+class UnaryStreamMultiCallable(
+    _Wrapped["aio.UnaryStreamMultiCallable[RequestT, ResponseT]"],
+    aio.UnaryStreamMultiCallable[RequestT, ResponseT],
+):
+    """grpc.aio's UnaryStreamMultiCallable, tracked by a graceful channel."""
+
+    def __call__(
+        self,
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> aio.UnaryStreamCall[RequestT, ResponseT]:
+        return self._start(  # type: ignore[no-any-return]
+            request, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+class StreamUnaryMultiCallable(
+    _Wrapped["aio.StreamUnaryMultiCallable[RequestT, ResponseT]"],
+    aio.StreamUnaryMultiCallable[RequestT, ResponseT],
+):
+    """grpc.aio's StreamUnaryMultiCallable, tracked by a graceful channel."""
+
+    def __call__(
+        self,
+        request_iterator: Any | None = None,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> aio.StreamUnaryCall[RequestT, ResponseT]:
+        return self._start(  # type: ignore[no-any-return]
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+
+class StreamStreamMultiCallable(
+    _Wrapped["aio.StreamStreamMultiCallable[RequestT, ResponseT]"],
+    aio.StreamStreamMultiCallable[RequestT, ResponseT],
+):
+    """grpc.aio's StreamStreamMultiCallable, tracked by a graceful channel."""
+
+    def __call__(
+        self,
+        request_iterator: Any | None = None,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> aio.StreamStreamCall[RequestT, ResponseT]:
+        return self._start(  # type: ignore[no-any-return]
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
