@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check $(SRC)
 
 typecheck: $(STAMP)
-	$(PY) -m mypy graceful_grpc tests
+	$(PY) -m mypy graceful_grpc tests benchmarks
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import DrainTimeoutError
 
-__all__ = ("make_abortable", "mark_aborted")
+__all__ = ("abortable_subclass", "make_abortable", "mark_aborted")
 
 _ABORT_ATTRIBUTE = "_graceful_grpc_abort"
 
@@ -39,7 +39,7 @@ def make_abortable(call: Any) -> None:
     try:
         subclass = _SUBCLASSES[cls]
     except KeyError:
-        subclass = _SUBCLASSES[cls] = _abortable_subclass(cls)
+        subclass = _SUBCLASSES[cls] = abortable_subclass(cls)
     if subclass is not None:
         try:
             call.__class__ = subclass
@@ -112,7 +112,8 @@ _WRAPPERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _abortable_subclass(base: type) -> type | None:
+def abortable_subclass(base: type) -> type | None:
+    """The subclass of call class ``base`` whose awaiting methods translate drain aborts."""
     if getattr(base, "_graceful_grpc_abortable", False):
         return None
     namespace: dict[str, Any] = {"_graceful_grpc_abortable": True, _ABORT_ATTRIBUTE: None}

@@ -14,7 +14,7 @@ from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError
 from ..report import CallInfo, CallKind, DrainReport
 from ..state import ChannelState
-from ._abortable import make_abortable, mark_aborted
+from ._abortable import mark_aborted
 from ._hold import Hold, is_held
 
 __all__ = ("AdmitPolicy", "CallSite", "Connection")
@@ -81,12 +81,13 @@ class Connection:
         """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
         self.in_flight.incr()
         self._calls[call] = (site, _monotonic())
-        make_abortable(call)
         call.add_done_callback(self._call_done)
         return call
 
     def _call_done(self, call: Any) -> None:
-        del self._calls[call]
+        # grpc.aio hands done-callbacks the object it returned (intercepted calls included);
+        # pop() rather than del, so an unusual call type can never raise inside grpc's callback.
+        self._calls.pop(call, None)
         self.in_flight.decr()
 
     def hold(self) -> Hold:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 from grpc import aio
 
+from ._call_factory import call_factory
 from ._connection import CallSite
 
 if TYPE_CHECKING:
@@ -31,12 +32,13 @@ MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of 
 
 
 class _Wrapped(Generic[RawT]):
-    __slots__ = ("_handle", "_raw", "_site")
+    __slots__ = ("_handle", "_new_call", "_raw", "_site")
 
     def __init__(self, handle: GracefulChannel, raw: RawT, site: CallSite) -> None:
         self._handle = handle
         self._raw = raw
         self._site = site
+        self._new_call = call_factory(raw)
 
     def _start(
         self,
@@ -50,14 +52,7 @@ class _Wrapped(Generic[RawT]):
         handle = self._handle
         if handle._closed:
             handle._connection.admit()
-        call = self._raw(  # type: ignore[operator]
-            request,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-        )
+        call = self._new_call(request, timeout, metadata, credentials, wait_for_ready, compression)
         return handle._connection.track(call, self._site)
 
     def __repr__(self) -> str:

@@ -1,0 +1,1 @@
+"""Standalone benchmarks: graceful_grpc side by side with raw grpc.aio, in the same run."""

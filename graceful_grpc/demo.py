@@ -1,0 +1,162 @@
+"""``python -m graceful_grpc demo``: the shutdown problem, and its fix, side by side.
+
+N jobs each make a slow RPC, do local work with no RPC in flight, then send a final "report" RPC.
+Mid-way the process sends itself SIGTERM and the handler closes the channel. Run once with plain
+grpc.aio ``close(grace=...)`` and once with graceful_grpc; count the reports the server received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+
+from . import aio
+from .testing import EchoServer, echo_pb2, echo_pb2_grpc
+
+__all__ = ("DemoResult", "main", "run_demo")
+
+
+@dataclass
+class DemoResult:
+    """What one run of the scenario delivered."""
+
+    label: str
+    jobs: int
+    delivered: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    close_seconds: float = 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.jobs - self.delivered
+
+
+async def _scenario(
+    label: str,
+    jobs: int,
+    make_channel: Callable[[str], grpc.aio.Channel],
+    close: Callable[[Any], Awaitable[object]],
+    job_context: Callable[[Any], Any],
+) -> DemoResult:
+    result = DemoResult(label=label, jobs=jobs)
+    errors: collections.Counter[str] = collections.Counter()
+    async with EchoServer() as server:
+        channel = make_channel(server.target)
+        stub = echo_pb2_grpc.EchoStub(channel)
+        first_done = asyncio.Event()
+        closed = asyncio.Event()
+
+        async def job(index: int) -> None:
+            try:
+                async with job_context(channel):
+                    slow = echo_pb2.Behaviour(delay_ms=100 + 10 * index)
+                    await stub.Unary(echo_pb2.EchoRequest(message=f"work-{index}", behaviour=slow))
+                    first_done.set()
+                    await asyncio.sleep(0.2)  # local work: no RPC in flight now
+                    await stub.Unary(echo_pb2.EchoRequest(message=f"report-{index}"))
+            except BaseException as exc:  # the demo's point: see what each approach raises
+                errors[type(exc).__name__] += 1
+                if not isinstance(exc, Exception):
+                    raise
+
+        async def on_sigterm() -> None:
+            started = time.monotonic()
+            await close(channel)
+            result.close_seconds = time.monotonic() - started
+            closed.set()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(on_sigterm()))
+        try:
+            tasks = [asyncio.create_task(job(i)) for i in range(jobs)]
+            await first_done.wait()
+            os.kill(os.getpid(), signal.SIGTERM)  # mid-way: work is still under way
+            await closed.wait()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+        result.delivered = sum(1 for m in server.delivered if m.startswith("report-"))
+    result.errors = dict(errors)
+    return result
+
+
+class _NoHold:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def run_demo(jobs: int = 20, drain_timeout: float = 10.0) -> list[DemoResult]:
+    """Runs the scenario with plain grpc.aio, then with graceful_grpc."""
+    plain = await _scenario(
+        f"grpc.aio close(grace={drain_timeout:g})",
+        jobs,
+        grpc.aio.insecure_channel,
+        lambda channel: channel.close(grace=drain_timeout),
+        lambda channel: _NoHold(),
+    )
+    graceful = await _scenario(
+        "graceful_grpc",
+        jobs,
+        lambda target: aio.insecure_channel(target, drain_timeout=drain_timeout),
+        lambda channel: channel.close(),
+        lambda channel: channel.hold(),
+    )
+    return [plain, graceful]
+
+
+def _table(results: list[DemoResult]) -> str:
+    def errors(result: DemoResult) -> str:
+        return ", ".join(f"{name} x{n}" for name, n in sorted(result.errors.items())) or "none"
+
+    rows = [
+        ("", [r.label for r in results]),
+        ("reports delivered", [f"{r.delivered}/{r.jobs}" for r in results]),
+        ("reports lost", [str(r.lost) for r in results]),
+        ("errors seen", [errors(r) for r in results]),
+        ("time to close", [f"{r.close_seconds:.3f} s" for r in results]),
+    ]
+    widths = [max(len(row[0]) for row in rows)] + [
+        max(len(row[1][i]) for row in rows) for i in range(len(results))
+    ]
+    lines = []
+    for name, cells in rows:
+        parts = [name.ljust(widths[0])] + [
+            c.ljust(w) for c, w in zip(cells, widths[1:], strict=True)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the demo; returns 0 only if graceful_grpc delivered every report."""
+    parser = argparse.ArgumentParser(prog="python -m graceful_grpc demo", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20, help="units of work (default 20)")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="close() grace / drain deadline, s"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if not args.drain_timeout > 0:
+        parser.error("--drain-timeout must be positive")
+    results = asyncio.run(run_demo(args.jobs, args.drain_timeout))
+    if args.json:
+        print(json.dumps([{**asdict(r), "lost": r.lost} for r in results], indent=2))
+    else:
+        print(f"{args.jobs} jobs: slow RPC, local work, then a report RPC; SIGTERM mid-way\n")
+        print(_table(results))
+    return 0 if results[-1].lost == 0 else 1
