@@ -4,6 +4,7 @@ from . import aio
 from ._counting import COUNTER_IMPLEMENTATION
 from .errors import ChannelClosedError, DrainTimeoutError
 from .report import CallInfo, CallKind, DrainReport
+from .shutdown import ShutdownReport, ShutdownSequence, StepResult
 from .state import ChannelState
 
 __all__ = (
@@ -14,6 +15,9 @@ __all__ = (
     "ChannelState",
     "DrainReport",
     "DrainTimeoutError",
+    "ShutdownReport",
+    "ShutdownSequence",
+    "StepResult",
     "aio",
 )
 __version__ = "0.1.0"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from graceful_grpc import _counter_py
 from graceful_grpc.testing import EchoServer
+
+from .temporal_server import TemporalDevServer
 
 
 @pytest.fixture(params=["c", "py"])
@@ -28,3 +30,14 @@ async def echo_server() -> AsyncIterator[EchoServer]:
     """A real Echo server on 127.0.0.1, port 0."""
     async with EchoServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def temporal_server() -> Iterator[TemporalDevServer]:
+    """A real Temporal dev server for the session, started and stopped by the suite."""
+    server = TemporalDevServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,24 @@
+"""temporalio clients on a graceful channel (optional extra ``temporal``).
+
+temporalio's Python SDK talks to the server through its Rust core, not grpcio; this integration
+plugs in at ``temporalio.service.ServiceClient``, so client calls - starting and signalling
+workflows, completing activities asynchronously - get graceful_grpc's shutdown guarantees.
+"""
+
+from ._connect import MAX_MESSAGE_BYTES, channel_options, connect
+from ._methods import RpcMethod, method_table
+from ._retry import RETRYABLE_CODES, TemporalBackoff
+from ._service_client import DEFAULT_LONG_POLL_TIMEOUT, DEFAULT_TIMEOUT, GracefulServiceClient
+
+__all__ = (
+    "DEFAULT_LONG_POLL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "MAX_MESSAGE_BYTES",
+    "RETRYABLE_CODES",
+    "GracefulServiceClient",
+    "RpcMethod",
+    "TemporalBackoff",
+    "channel_options",
+    "connect",
+    "method_table",
+)

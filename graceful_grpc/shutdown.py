@@ -1,0 +1,304 @@
+"""ShutdownSequence: stop intake, let work finish, close connections last - under one budget.
+
+The generic form of Temporal's own fix for results lost at shutdown: steps run in order, each
+within min(its own timeout, what remains of the budget); a failing or overrunning step is recorded
+and the later steps still run, so the channel still closes. A second signal forces the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._validation import check_seconds
+from .aio import GracefulChannel
+from .report import DrainReport
+
+__all__ = ("ShutdownReport", "ShutdownSequence", "StepResult")
+
+logger = logging.getLogger("graceful_grpc")
+
+Outcome = Literal["ok", "timeout", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """How one step went.
+
+    Attributes:
+        name: The step's name.
+        outcome: ``"ok"``, ``"timeout"`` (it overran its time, or was cut short by a forced
+            shutdown), or ``"error"``.
+        duration: Seconds the step took.
+        error: The exception it raised, for ``"error"``.
+        drain: The channel's DrainReport, for steps that close a GracefulChannel.
+    """
+
+    name: str
+    outcome: Outcome
+    duration: float
+    error: BaseException | None = None
+    drain: DrainReport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    """What the sequence did.
+
+    Attributes:
+        steps: One result per step, in order.
+        duration: Seconds from start to end.
+        forced: A second signal (or ``force()``) cut the sequence short.
+        trigger: What started it: a signal name, or ``"run"``.
+    """
+
+    steps: tuple[StepResult, ...]
+    duration: float
+    forced: bool
+    trigger: str
+
+    def __getitem__(self, name: str) -> StepResult:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    @property
+    def ok(self) -> bool:
+        """Every step finished in time without error."""
+        return all(step.outcome == "ok" for step in self.steps)
+
+
+@dataclass(slots=True)
+class _Step:
+    name: str
+    action: Callable[[], Awaitable[Any]]
+    timeout: float | None
+
+
+class ShutdownSequence:
+    """Runs shutdown steps in order under one time budget, once, on a signal or ``run()``.
+
+    Example:
+        seq = ShutdownSequence(timeout=60.0)
+        seq.add("stop worker", worker.shutdown, timeout=30.0)
+        seq.add("close channel", client.service_client.channel.close)
+        seq.install_signal_handlers()
+        report = await seq.wait()
+
+    A step whose callable is a ``GracefulChannel``'s bound ``close`` is called with
+    ``grace=min(channel.drain_timeout, the step's time)``, so it returns its DrainReport within the
+    budget rather than being cut off; when forced, with ``grace=0``.
+
+    Args:
+        timeout: The budget for all steps together, in seconds.
+
+    Raises:
+        ValueError: ``timeout`` not positive and finite.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._budget = check_seconds(timeout, "timeout", positive=True)
+        self._steps: list[_Step] = []
+        self._started = False
+        self._forced = False
+        self._force_event: asyncio.Event | None = None
+        self._run: asyncio.Task[ShutdownReport] | None = None
+        self._trigger_event: asyncio.Event | None = None
+        self._trigger = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._signals: list[int] = []
+
+    @property
+    def started(self) -> bool:
+        """Whether the sequence has started."""
+        return self._started
+
+    @property
+    def forced(self) -> bool:
+        """Whether the sequence was forced (second signal or ``force()``)."""
+        return self._forced
+
+    def add(
+        self, name: str, step: Callable[[], Awaitable[Any]], *, timeout: float | None = None
+    ) -> None:
+        """Appends a step: an async callable taking no arguments.
+
+        Raises:
+            ValueError: duplicate ``name``, ``timeout`` not positive and finite, or the sequence
+                has started.
+        """
+        if self._started:
+            raise ValueError("cannot add steps to a ShutdownSequence that has started")
+        if any(existing.name == name for existing in self._steps):
+            raise ValueError(f"duplicate step name {name!r}")
+        if not callable(step):
+            raise TypeError(f"step {name!r} must be an async callable")
+        seconds = None if timeout is None else check_seconds(timeout, "timeout", positive=True)
+        self._steps.append(_Step(name, step, seconds))
+
+    def install_signal_handlers(
+        self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
+        """On the running loop: the first signal starts the sequence, the next one forces it."""
+        loop = self._bind_loop()
+        for signum in signals:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+            self._signals.append(signum)
+
+    def remove_signal_handlers(self) -> None:
+        """Restores the signals' previous handling."""
+        if self._loop is not None:
+            for signum in self._signals:
+                self._loop.remove_signal_handler(signum)
+        self._signals.clear()
+
+    async def run(self) -> ShutdownReport:
+        """Starts the sequence now (if not already started) and returns its report."""
+        self._start("run")
+        assert self._run is not None
+        return await asyncio.shield(self._run)
+
+    async def wait(self) -> ShutdownReport:
+        """Waits for the sequence to be started (by a signal or ``run()``) and to finish."""
+        self._bind_loop()
+        assert self._trigger_event is not None
+        await self._trigger_event.wait()
+        assert self._run is not None
+        return await asyncio.shield(self._run)
+
+    def force(self) -> None:
+        """Cuts the sequence short: the current step stops, the rest get zero time, and channels
+        close with ``grace=0``. Starts the sequence if it has not started."""
+        self._forced = True
+        if not self._started:
+            self._start("force")
+        if self._force_event is not None:
+            self._force_event.set()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._trigger_event = asyncio.Event()
+            self._force_event = asyncio.Event()
+        elif self._loop is not loop:
+            raise RuntimeError("ShutdownSequence is bound to another event loop")
+        return loop
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self._started:
+            logger.info("graceful_grpc: %s received: shutting down", name)
+            self._start(name)
+        elif self._run is not None and not self._run.done():
+            logger.warning("graceful_grpc: %s received again: forcing shutdown", name)
+            self.force()
+
+    def _start(self, trigger: str) -> None:
+        if self._started:
+            return
+        loop = self._bind_loop()
+        self._started = True
+        self._trigger = trigger
+        self._run = loop.create_task(self._run_steps(), name="graceful_grpc shutdown")
+        assert self._trigger_event is not None
+        self._trigger_event.set()
+
+    async def _run_steps(self) -> ShutdownReport:
+        started = time.monotonic()
+        deadline = started + self._budget
+        results = []
+        for step in self._steps:
+            remaining = 0.0 if self._forced else max(0.0, deadline - time.monotonic())
+            allowed = remaining if step.timeout is None else min(step.timeout, remaining)
+            results.append(await self._run_step(step, allowed))
+        report = ShutdownReport(
+            steps=tuple(results),
+            duration=time.monotonic() - started,
+            forced=self._forced,
+            trigger=self._trigger,
+        )
+        logger.info(
+            "graceful_grpc: shutdown finished in %.3fs (%s): %s",
+            report.duration,
+            "forced" if report.forced else "in order",
+            ", ".join(f"{s.name}={s.outcome}" for s in report.steps),
+        )
+        return report
+
+    async def _run_step(self, step: _Step, allowed: float) -> StepResult:
+        logger.info("graceful_grpc: shutdown step %r (up to %.3fs)", step.name, allowed)
+        started = time.monotonic()
+        channel = _closed_channel(step.action)
+        try:
+            if channel is not None:
+                return await self._close_channel(step, channel, allowed, started)
+            value = await self._until_forced(step.action(), allowed)
+        except TimeoutError:
+            logger.warning("graceful_grpc: shutdown step %r ran out of time", step.name)
+            return StepResult(step.name, "timeout", time.monotonic() - started)
+        except asyncio.CancelledError as error:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the sequence itself is being cancelled
+            logger.warning("graceful_grpc: shutdown step %r was cancelled", step.name)
+            return StepResult(step.name, "error", time.monotonic() - started, error=error)
+        except Exception as error:
+            logger.warning("graceful_grpc: shutdown step %r failed: %r", step.name, error)
+            return StepResult(step.name, "error", time.monotonic() - started, error=error)
+        drain = value if isinstance(value, DrainReport) else None
+        return StepResult(step.name, "ok", time.monotonic() - started, drain=drain)
+
+    async def _close_channel(
+        self, step: _Step, channel: GracefulChannel, allowed: float, started: float
+    ) -> StepResult:
+        grace = 0.0 if self._forced else min(channel.drain_timeout, allowed)
+        closing = asyncio.ensure_future(channel.close(grace=grace))
+        assert self._force_event is not None
+        forced = asyncio.ensure_future(self._force_event.wait())
+        try:
+            await asyncio.wait({closing, forced}, return_when=asyncio.FIRST_COMPLETED)
+            if not closing.done():  # forced mid-drain: bring the deadline forward to now
+                await channel.close(grace=0)
+            report = await closing
+        except Exception as error:
+            return StepResult(step.name, "error", time.monotonic() - started, error=error)
+        finally:
+            forced.cancel()
+        outcome: Outcome = "ok" if report.drained else "timeout"
+        return StepResult(step.name, outcome, time.monotonic() - started, drain=report)
+
+    async def _until_forced(self, awaitable: Awaitable[Any], allowed: float) -> Any:
+        """Awaits ``awaitable`` for at most ``allowed`` seconds, or until forced."""
+        task = asyncio.ensure_future(awaitable)
+        assert self._force_event is not None
+        forced = asyncio.ensure_future(self._force_event.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, forced}, timeout=allowed, return_when=asyncio.FIRST_COMPLETED
+            )
+            if task not in done:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise TimeoutError
+            return task.result()
+        finally:
+            forced.cancel()
+
+
+def _closed_channel(action: Callable[[], Awaitable[Any]]) -> GracefulChannel | None:
+    """The channel, if ``action`` is a GracefulChannel's bound close method."""
+    owner = getattr(action, "__self__", None)
+    if isinstance(owner, GracefulChannel) and getattr(action, "__func__", None) is (
+        GracefulChannel.close
+    ):
+        return owner
+    return None

@@ -1,0 +1,66 @@
+"""A TCP proxy on 127.0.0.1 that can be told to stall: the one fault-injection fake of the suite.
+
+While stalled it stops forwarding client-to-server bytes, so an RPC sent through it stays in flight
+for as long as the test wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class StallingProxy:
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._upstream = (upstream_host, upstream_port)
+        self._server: asyncio.Server | None = None
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stall(self) -> None:
+        """Stop forwarding what clients send."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        for source, sink, gated in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pump(source, sink, gated))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, gated: bool
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                if gated:
+                    await self._flowing.wait()
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                sink.close()

@@ -1,0 +1,165 @@
+"""ShutdownSequence: ordered steps under one budget, signals, forcing."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+
+import pytest
+
+from graceful_grpc import DrainTimeoutError, ShutdownSequence, aio
+from graceful_grpc.testing import EchoServer
+
+from .calls import finish, start
+
+
+async def test_steps_run_in_order_and_report() -> None:
+    order: list[str] = []
+
+    async def step(name: str) -> None:
+        order.append(name)
+
+    seq = ShutdownSequence(timeout=10)
+    seq.add("first", lambda: step("first"))
+    seq.add("second", lambda: step("second"), timeout=5)
+    report = await seq.run()
+    assert order == ["first", "second"]
+    assert [s.name for s in report.steps] == ["first", "second"]
+    assert report.ok and not report.forced and report.trigger == "run"
+    assert report["second"].outcome == "ok"
+    assert await seq.run() is report  # runs once
+
+
+async def test_failing_and_overrunning_steps_do_not_stop_later_ones() -> None:
+    never = asyncio.Event()
+    ran: list[str] = []
+
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async def last() -> None:
+        ran.append("last")
+
+    seq = ShutdownSequence(timeout=10)
+    seq.add("hangs", never.wait, timeout=0.05)
+    seq.add("fails", boom)
+    seq.add("last", last)
+    report = await seq.run()
+    assert report["hangs"].outcome == "timeout"
+    assert report["fails"].outcome == "error"
+    assert isinstance(report["fails"].error, RuntimeError)
+    assert report["last"].outcome == "ok"
+    assert ran == ["last"]
+    assert not report.ok
+
+
+async def test_one_budget_caps_every_step() -> None:
+    never = asyncio.Event()
+    seq = ShutdownSequence(timeout=0.1)
+    seq.add("long", never.wait, timeout=30)
+    seq.add("after budget", never.wait, timeout=30)
+    report = await asyncio.wait_for(seq.run(), timeout=10)
+    assert report["long"].outcome == "timeout"
+    assert report["long"].duration < 5
+    assert report["after budget"].outcome == "timeout"  # nothing of the budget was left
+    assert report.duration < 5
+
+
+async def test_channel_close_step_drains_within_its_time(echo_server: EchoServer) -> None:
+    channel = aio.insecure_channel(echo_server.target, drain_timeout=60)
+    call = start(channel, "unary_unary", gate="never")
+    await echo_server.wait_arrivals("never")
+    seq = ShutdownSequence(timeout=10)
+    seq.add("close channel", channel.close, timeout=0.1)
+    report = await asyncio.wait_for(seq.run(), timeout=10)
+    step = report["close channel"]
+    assert step.drain is not None
+    assert step.drain.closed and len(step.drain.cancelled) == 1  # grace was the step's 0.1 s
+    assert step.outcome == "timeout"
+    with pytest.raises(DrainTimeoutError):
+        await call
+
+
+async def test_channel_close_step_keeps_the_channels_shorter_drain_timeout(
+    echo_server: EchoServer,
+) -> None:
+    channel = aio.insecure_channel(echo_server.target, drain_timeout=0.1)
+    call = start(channel, "unary_unary", gate="never")
+    await echo_server.wait_arrivals("never")
+    seq = ShutdownSequence(timeout=30)
+    seq.add("close channel", channel.close)
+    report = await asyncio.wait_for(seq.run(), timeout=10)
+    drain = report["close channel"].drain
+    assert drain is not None and len(drain.cancelled) == 1
+    assert drain.waited < 5  # the channel's 0.1 s, not the sequence's 30 s
+    with pytest.raises(DrainTimeoutError):
+        await call
+
+
+async def test_channel_close_step_ok_when_drained(echo_server: EchoServer) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    seq = ShutdownSequence(timeout=10)
+    seq.add("close channel", channel.close)
+    report = await seq.run()
+    assert report["close channel"].outcome == "ok"
+    assert report["close channel"].drain is not None
+    assert report["close channel"].drain.drained
+
+
+async def test_first_signal_starts_second_forces(echo_server: EchoServer) -> None:
+    channel = aio.insecure_channel(echo_server.target, drain_timeout=60)
+    call = start(channel, "unary_stream", gate="never")
+    await echo_server.wait_arrivals("never")
+    worker_stopping = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stop_worker() -> None:
+        worker_stopping.set()
+        await never.wait()
+
+    seq = ShutdownSequence(timeout=60)
+    seq.add("stop worker", stop_worker, timeout=30)
+    seq.add("close channel", channel.close)
+    seq.install_signal_handlers()
+    try:
+        waiting = asyncio.create_task(seq.wait())
+        os.kill(os.getpid(), signal.SIGTERM)
+        await worker_stopping.wait()
+        assert seq.started and not seq.forced
+        os.kill(os.getpid(), signal.SIGTERM)
+        report = await asyncio.wait_for(waiting, timeout=10)
+    finally:
+        seq.remove_signal_handlers()
+    assert report.trigger == "SIGTERM"
+    assert report.forced
+    assert report["stop worker"].outcome == "timeout"
+    drain = report["close channel"].drain
+    assert drain is not None and drain.closed and len(drain.cancelled) == 1
+    assert report.duration < 10
+    with pytest.raises(DrainTimeoutError):
+        await finish(call, "unary_stream")
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf])
+def test_bad_timeouts(bad: float) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        ShutdownSequence(timeout=bad)
+    seq = ShutdownSequence(timeout=1)
+    with pytest.raises(ValueError, match="timeout"):
+        seq.add("x", _noop, timeout=bad)
+
+
+async def _noop() -> None:
+    return None
+
+
+async def test_duplicate_names_and_late_steps_rejected() -> None:
+    seq = ShutdownSequence(timeout=1)
+    seq.add("x", _noop)
+    with pytest.raises(ValueError, match="duplicate"):
+        seq.add("x", _noop)
+    await seq.run()
+    with pytest.raises(ValueError, match="started"):
+        seq.add("late", _noop)
