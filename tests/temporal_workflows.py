@@ -28,7 +28,9 @@ class GreetingWorkflow:
 
     @workflow.run
     async def run(self, first: str) -> list[str]:
-        self._names.append(first)
+        # A signal can be handled before run() starts (same first workflow task): put the
+        # argument first, whatever arrived already.
+        self._names.insert(0, first)
         await workflow.wait_condition(lambda: len(self._names) >= 2)
         completed: str = await workflow.execute_activity(
             "completed_elsewhere", self._names[-1], start_to_close_timeout=timedelta(minutes=5)
