@@ -4,7 +4,9 @@ call can end brings in_flight back to zero."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -234,3 +236,34 @@ async def test_shared_handles_count_one_connection(channel: aio.GracefulChannel)
         assert channel.holds == 1
     assert (await other.close()).closed is False
     assert channel.state.value == "open"
+
+
+async def test_channel_keeps_no_call_alive() -> None:
+    # Like grpc.aio's own registry, the channel's is weak: it must never be what keeps a call its
+    # owner dropped from being collected (grpc.aio cancels calls it collects).
+    from benchmarks.micro import FakeChannel
+
+    channel = aio.wrap(FakeChannel())
+    call = channel.unary_unary("/x/y")(b"")
+    assert channel.in_flight == 1
+    reference = weakref.ref(call)
+    del call
+    gc.collect()
+    assert reference() is None
+
+
+async def test_reader_cancelled_as_setup_completes_cancels_the_rpc(
+    channel: aio.GracefulChannel,
+) -> None:
+    # grpc.aio leaves the RPC open when a stream's reader is cancelled just as the stream's
+    # set-up completes (its cancel-on-CancelledError guard does not cover that await); the
+    # graceful channel's calls cancel it. To hit that moment deterministically, the reader is
+    # cancelled from a callback on grpc's private set-up task, registered before the reader waits.
+    kind = "unary_stream"  # its set-up ends when the server sends initial metadata, at once
+    call = start(channel, kind, gate="never")
+    reader = asyncio.create_task(finish(call, kind))
+    call._preparation.add_done_callback(lambda _: reader.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert call.done() and call.cancelled()
+    assert channel.in_flight == 0

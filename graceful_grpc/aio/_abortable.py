@@ -4,7 +4,8 @@ grpc.aio raises a bare ``asyncio.CancelledError`` from inside its own call metho
 cancelled locally, so the translation must live on the call object the caller holds. Rather than
 wrapping every call in a proxy (measured: +6-8% CPU per unary call), each call's class is swapped
 for a cached subclass of its own class whose awaiting methods translate - only for calls the drain
-aborted, and never when the caller's own task is being cancelled (that stays CancelledError).
+aborted, and never when the caller's own task is being cancelled (that stays CancelledError,
+and cancels the RPC if it is still open, as grpc.aio intends but does not always do).
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ def make_abortable(call: Any) -> None:
 
 def _translate(call: Any, error: asyncio.CancelledError) -> BaseException:
     details = getattr(call, _ABORT_ATTRIBUTE, None)
-    if details is None:
-        return error
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        return error  # the caller's own task is being cancelled: that is not our abort
+    if details is None or (task is not None and task.cancelling()):
+        # The caller's own cancellation. grpc.aio means to cancel the RPC then, but misses it
+        # while a stream is still being set up (the RPC would stay open): close that gap.
+        if not call.done():
+            call.cancel()
+        return error
     return DrainTimeoutError(details)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any, Literal, NamedTuple
 
 from grpc import aio
@@ -50,8 +51,9 @@ class Connection:
         self.open_handles = 0
         self.in_flight = Counter()
         self.holds = Counter()
-        # call -> (site, start time). Keyed by the call object grpc.aio returned to the caller.
-        self._calls: dict[Any, tuple[CallSite, float]] = {}
+        # id(call) -> (weak reference, site, start time). Weak, as grpc.aio's own registry: a call
+        # its owner dropped must stay collectable, so that grpc cancels it on collection.
+        self._calls: dict[int, tuple[weakref.ref[Any], CallSite, float]] = {}
         self.idle = ZeroWatch(self.in_flight, self.holds)
         self._drain: asyncio.Task[DrainReport] | None = None
         self._deadline: asyncio.Timeout | None = None
@@ -80,14 +82,15 @@ class Connection:
     def track(self, call: Any, site: CallSite) -> Any:
         """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
         self.in_flight.incr()
-        self._calls[call] = (site, _monotonic())
+        self._calls[id(call)] = (weakref.ref(call), site, _monotonic())
         call.add_done_callback(self._call_done)
         return call
 
     def _call_done(self, call: Any) -> None:
-        # grpc.aio hands done-callbacks the object it returned (intercepted calls included);
+        # grpc.aio hands done-callbacks the object it returned (intercepted calls included), also
+        # when it cancels a collected call; an entry is removed before its id can be reused.
         # pop() rather than del, so an unusual call type can never raise inside grpc's callback.
-        self._calls.pop(call, None)
+        self._calls.pop(id(call), None)
         self.in_flight.decr()
 
     def hold(self) -> Hold:
@@ -160,19 +163,14 @@ class Connection:
         now = _monotonic()
         details = f"graceful_grpc drain deadline of {grace:g}s passed; call cancelled"
         cancelled: list[CallInfo] = []
-        for call, (site, started) in list(self._calls.items()):
-            if call.done():
+        for reference, site, started in list(self._calls.values()):
+            call = reference()
+            if call is None or call.done():
                 continue
             mark_aborted(call, details)
             if call.cancel():
-                info = CallInfo(site.method, site.kind, now - started)
-                cancelled.append(info)
-                logger.warning(
-                    "graceful_grpc: drain deadline passed, cancelled %s %s (in flight %.3fs)",
-                    site.kind,
-                    site.method,
-                    info.age,
-                )
+                cancelled.append(CallInfo(site.method, site.kind, now - started))
+        _log_cancelled(cancelled)
         abandoned = self.holds.value
         if abandoned:
             logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
@@ -180,3 +178,19 @@ class Connection:
         for _ in range(abandoned):
             self.holds.decr()
         return tuple(cancelled), abandoned
+
+
+def _log_cancelled(cancelled: list[CallInfo]) -> None:
+    """One WARNING per method (not per call: a mass abort must not flood the log)."""
+    by_method: dict[tuple[str, str], list[float]] = {}
+    for info in cancelled:
+        by_method.setdefault((info.kind, info.method), []).append(info.age)
+    for (kind, method), ages in by_method.items():
+        logger.warning(
+            "graceful_grpc: drain deadline passed, cancelled %d %s call(s) of %s "
+            "(in flight up to %.3fs)",
+            len(ages),
+            kind,
+            method,
+            max(ages),
+        )

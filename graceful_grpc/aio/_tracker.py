@@ -28,10 +28,14 @@ async def _tracked(counter: Counter, start: Awaitable[Any]) -> Any:
     return call
 
 
-class _UnaryUnary(aio.UnaryUnaryClientInterceptor):
+class _Counting:
+    """What the four interceptors share: the counter they count in."""
+
     def __init__(self, counter: Counter) -> None:
         self._counter = counter
 
+
+class _UnaryUnary(_Counting, aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self,
         continuation: Callable[..., Any],
@@ -41,10 +45,7 @@ class _UnaryUnary(aio.UnaryUnaryClientInterceptor):
         return await _tracked(self._counter, continuation(client_call_details, request))
 
 
-class _UnaryStream(aio.UnaryStreamClientInterceptor):
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-
+class _UnaryStream(_Counting, aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self,
         continuation: Callable[..., Any],
@@ -54,10 +55,7 @@ class _UnaryStream(aio.UnaryStreamClientInterceptor):
         return await _tracked(self._counter, continuation(client_call_details, request))
 
 
-class _StreamUnary(aio.StreamUnaryClientInterceptor):
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-
+class _StreamUnary(_Counting, aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self,
         continuation: Callable[..., Any],
@@ -67,10 +65,7 @@ class _StreamUnary(aio.StreamUnaryClientInterceptor):
         return await _tracked(self._counter, continuation(client_call_details, request_iterator))
 
 
-class _StreamStream(aio.StreamStreamClientInterceptor):
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-
+class _StreamStream(_Counting, aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(
         self,
         continuation: Callable[..., Any],

@@ -21,6 +21,14 @@ __all__ = ("EchoServer",)
 
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
+# grpc core cancels incoming calls beyond 1000 (hard limit 3000) not yet accepted by the
+# application; the asyncio server accepts them one at a time, so a burst of thousands of streams
+# (the mass-cancel benchmark) would see some cancelled by the server itself.
+SERVER_OPTIONS = (
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
+)
+
 
 class _EchoService(echo_pb2_grpc.EchoServicer):
     def __init__(self, server: EchoServer) -> None:
@@ -55,6 +63,8 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
         self, request: echo_pb2.EchoRequest, context: aio.ServicerContext[object, object]
     ) -> AsyncIterator[echo_pb2.EchoResponse]:
         behaviour = request.behaviour
+        # The stream is established (the client's wait_for_connection() returns) before any delay.
+        await context.send_initial_metadata(())
         await self._server._pass_gate(behaviour.gate)
         if behaviour.delay_ms:
             await asyncio.sleep(behaviour.delay_ms / 1000)
@@ -120,7 +130,7 @@ class EchoServer:
 
     async def start(self) -> None:
         """Binds and starts serving."""
-        server = aio.server()
+        server = aio.server(options=SERVER_OPTIONS)
         echo_pb2_grpc.add_EchoServicer_to_server(_EchoService(self), server)
         self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
         await server.start()
