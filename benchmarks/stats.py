@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-__all__ = ("iqr", "median", "ratios")
+__all__ = ("iqr", "median", "percentile", "ratios")
 
 
 def median(values: Sequence[float]) -> float:
@@ -23,3 +23,10 @@ def iqr(values: Sequence[float]) -> tuple[float, float]:
 def ratios(mode: Sequence[float], baseline: Sequence[float]) -> list[float]:
     """Per-round ratio mode/baseline (rounds are paired by index)."""
     return [m / b for m, b in zip(mode, baseline, strict=True)]
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct``-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return ordered[rank]

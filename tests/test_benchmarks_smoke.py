@@ -12,20 +12,40 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_benchmarks_smoke(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
+    plot = tmp_path / "ratios.png"
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out_json)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--smoke",
+            "--json",
+            str(out_json),
+            "--plot",
+            str(plot),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    assert "wrapper added CPU per call" in out.stdout
+    for heading in ("unary (unit: call)", "bidi (unit: message)", "microbenchmarks", "targets"):
+        assert heading in out.stdout
     results = json.loads(out_json.read_text())
-    assert results["counter_threads"]["final_value"] == 0
-    assert results["counter_threads"]["errors"] == 0
-    for workload in ("unary", "bidi"):
+    for workload in ("unary", "unary-64", "stream-100", "bidi"):
         modes = results["e2e"][workload]
-        assert set(modes) == {"raw", "interceptor", "tracker", "graceful"}
-        assert modes["raw"]["ratio_to_raw_median"] == 1.0
-        assert all(m["cpu_us_median"] > 0 for m in modes.values())
+        assert {"raw", "interceptor", "tracker", "graceful-c", "graceful-py"} <= set(modes)
+        assert modes["raw"]["cpu_us"]["ratio_median"] == 1.0
+        assert all(
+            m["cpu_us"]["median"] > 0 and m["throughput"]["median"] > 0 for m in modes.values()
+        )
+    assert results["e2e"]["counters"].get("py") == "python"  # graceful-py really ran pure Python
+    assert all(
+        t["final_value"] == 0 and t["errors"] == 0 for t in results["counter_threads"].values()
+    )
+    mass = results["mass_cancel"]
+    assert mass["cancelled"] == mass["streams"] and mass["in_flight_after"] == 0
+    assert len(results["targets"]) == 10
+    if "skipped" not in results["plot"]:
+        assert plot.stat().st_size > 0
