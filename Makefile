@@ -51,9 +51,10 @@ pytest: $(STAMP)
 
 test: check-protos check-extension lint typecheck pytest
 
+# The full run (about 4 minutes on 2 cores); `python -m benchmarks --quick` is under two.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,temporal,dev,bench]'
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --json bench-results/full.json --plot bench-results/ratios.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info graceful_grpc/*.so
