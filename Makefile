@@ -8,10 +8,12 @@ SRC := graceful_grpc tests benchmarks
 
 .PHONY: install demo test lint typecheck protos check-protos check-extension pytest bench clean
 
-$(STAMP): pyproject.toml setup.py graceful_grpc/_counter.c
+# The bench extra (uvloop, matplotlib) too: the suite's benchmark smoke test runs every mode and
+# draws the plot, and mypy checks those code paths.
+$(STAMP): pyproject.toml setup.py graceful_grpc/_counter.c Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,temporal,dev]'
+	$(PY) -m pip install -q -e '.[test,temporal,dev,bench]'
 	touch $@
 
 install: $(STAMP)
@@ -53,7 +55,6 @@ test: check-protos check-extension lint typecheck pytest
 
 # The full run (about 4 minutes on 2 cores); `python -m benchmarks --quick` is under two.
 bench: $(STAMP)
-	$(PY) -m pip install -q -e '.[test,temporal,dev,bench]'
 	$(PY) -m benchmarks --json bench-results/full.json --plot bench-results/ratios.png
 
 clean:
