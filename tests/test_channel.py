@@ -436,3 +436,19 @@ def test_report_types_are_frozen() -> None:
     with pytest.raises(AttributeError):
         report.closed = False  # type: ignore[misc]
     assert "cancelled=1" in report.summary()
+
+
+async def test_shorter_grace_before_the_drain_runs_still_applies(
+    echo_server: EchoServer, channel: aio.GracefulChannel
+) -> None:
+    call = start(channel, "unary_unary", gate="never")
+    await echo_server.wait_arrivals("never")
+    # both closes run in the same loop step, before the drain task has started
+    patient = asyncio.create_task(channel.close(grace=30))
+    forced = asyncio.create_task(channel.close(grace=0))
+    report = await asyncio.wait_for(forced, timeout=10)
+    assert len(report.cancelled) == 1
+    assert report.waited < 5
+    assert await patient is report
+    with pytest.raises(DrainTimeoutError):
+        await call

@@ -56,7 +56,9 @@ class Connection:
         self._calls: dict[int, tuple[weakref.ref[Any], CallSite, float]] = {}
         self.idle = ZeroWatch(self.in_flight, self.holds)
         self._drain: asyncio.Task[DrainReport] | None = None
-        self._deadline: asyncio.Timeout | None = None
+        self._deadline: asyncio.Timeout | None = None  # the running drain's timeout
+        self._deadline_at = 0.0  # loop time; only ever moved earlier
+        self._grace = 0.0  # the grace that set _deadline_at, for messages
         self._admitted_while_draining = 0
 
     # -- admission ---------------------------------------------------------------------------
@@ -109,10 +111,13 @@ class Connection:
         """Starts the drain with deadline ``grace`` seconds from now, or brings a running drain's
         deadline forward to it (never back). Returns the drain's task."""
         loop = asyncio.get_running_loop()
+        requested = loop.time() + grace
         if self._drain is None:
-            # The state changes now, not when the task first runs: from here on every new call
-            # goes through admit() and is counted there, never also in the starting count.
+            # All of this happens now, not when the task first runs: from here on every new call
+            # goes through admit() (and is counted there, never also in the starting count), and
+            # a shorter grace asked for before the task runs is not lost.
             self.state = ChannelState.DRAINING
+            self._deadline_at, self._grace = requested, grace
             logger.info(
                 "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
                 self.in_flight.value,
@@ -120,28 +125,23 @@ class Connection:
                 grace,
             )
             self._drain = loop.create_task(
-                self._run_drain(grace, _monotonic(), self.in_flight.value),
-                name="graceful_grpc drain",
+                self._run_drain(_monotonic(), self.in_flight.value), name="graceful_grpc drain"
             )
-        elif self._deadline is not None:
-            when = self._deadline.when()
-            new = loop.time() + grace
-            if when is None or new < when:
-                self._deadline.reschedule(new)
+        elif requested < self._deadline_at:
+            self._deadline_at, self._grace = requested, grace
+            if self._deadline is not None:
+                self._deadline.reschedule(requested)
         return self._drain
 
-    async def _run_drain(self, grace: float, started: float, at_start: int) -> DrainReport:
-        loop = asyncio.get_running_loop()
+    async def _run_drain(self, started: float, at_start: int) -> DrainReport:
         cancelled: tuple[CallInfo, ...] = ()
         abandoned = 0
         try:
-            async with asyncio.timeout_at(
-                loop.time() + grace - (_monotonic() - started)
-            ) as deadline:
+            async with asyncio.timeout_at(self._deadline_at) as deadline:
                 self._deadline = deadline
                 await self.idle.wait()
         except TimeoutError:
-            cancelled, abandoned = self._abort(grace)
+            cancelled, abandoned = self._abort(self._grace)
         finally:
             self._deadline = None
             self.state = ChannelState.CLOSED
