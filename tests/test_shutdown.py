@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import signal
@@ -32,7 +33,9 @@ async def test_steps_run_in_order_and_report() -> None:
     assert await seq.run() is report  # runs once
 
 
-async def test_failing_and_overrunning_steps_do_not_stop_later_ones() -> None:
+async def test_failing_and_overrunning_steps_do_not_stop_later_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     never = asyncio.Event()
     ran: list[str] = []
 
@@ -46,7 +49,12 @@ async def test_failing_and_overrunning_steps_do_not_stop_later_ones() -> None:
     seq.add("hangs", never.wait, timeout=0.05)
     seq.add("fails", boom)
     seq.add("last", last)
-    report = await seq.run()
+    with caplog.at_level(logging.INFO, logger="graceful_grpc"):
+        report = await seq.run()
+    logged = [r.getMessage() for r in caplog.records if r.name == "graceful_grpc"]
+    assert any("'hangs' ran out of time" in m for m in logged)
+    assert any("'fails' failed" in m for m in logged)
+    assert any("shutdown finished" in m and "last=ok" in m for m in logged)
     assert report["hangs"].outcome == "timeout"
     assert report["fails"].outcome == "error"
     assert isinstance(report["fails"].error, RuntimeError)
