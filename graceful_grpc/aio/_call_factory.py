@@ -52,12 +52,16 @@ _MULTICALLABLE_ATTRIBUTES = (
 )
 
 
+try:
+    from grpc.aio import _call, _channel
+    from grpc.aio._utils import _timeout_to_deadline
+except ImportError:  # grpc.aio's internals moved: the fallback serves every call
+    _call = _channel = None  # type: ignore[assignment]
+
+
 def _load_direct() -> dict[type, type] | None:
     """grpc.aio multicallable class -> translating subclass of the call class it creates."""
-    try:
-        from grpc.aio import _call, _channel
-        from grpc.aio._utils import _timeout_to_deadline  # noqa: F401 - checked to exist
-    except ImportError:
+    if _call is None or _channel is None:
         return None
     pairs = {
         _channel.UnaryUnaryMultiCallable: _call.UnaryUnaryCall,
@@ -83,9 +87,9 @@ _DIRECT = _load_direct()
 DIRECT_AVAILABLE = _DIRECT is not None
 
 
-def call_factory(raw: Any, *, allow_direct: bool = True) -> CallFactory:
+def call_factory(raw: Any) -> CallFactory:
     """Returns the fastest correct way to start calls of grpc multicallable ``raw``."""
-    call_class = _DIRECT.get(type(raw)) if (_DIRECT is not None and allow_direct) else None
+    call_class = _DIRECT.get(type(raw)) if _DIRECT is not None else None
     if (
         call_class is not None
         and all(hasattr(raw, name) for name in _MULTICALLABLE_ATTRIBUTES)
@@ -96,8 +100,6 @@ def call_factory(raw: Any, *, allow_direct: bool = True) -> CallFactory:
 
 
 def _direct_factory(raw: Any, call_class: type) -> CallFactory:
-    from grpc.aio._utils import _timeout_to_deadline
-
     init_metadata = raw._init_metadata
     channel, method, loop = raw._channel, raw._method, raw._loop
     serializer, deserializer = raw._request_serializer, raw._response_deserializer

@@ -1,12 +1,13 @@
 """The four multicallables of a graceful channel: grpc.aio's own, admitted and tracked.
 
-Each returns the very call object grpc.aio created (no proxy), tracked until its done-callback.
-An open handle implies an OPEN connection, so the only check on the hot path is ``_closed``.
+Each returns a real grpc.aio call object (no proxy; see ``_call_factory`` for how it is built),
+tracked until its done-callback. An open handle implies an OPEN connection, so the only check on
+the hot path is ``_closed``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -26,17 +27,15 @@ __all__ = (
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
-RawT = TypeVar("RawT")
 
 MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of pairs
 
 
-class _Wrapped(Generic[RawT]):
-    __slots__ = ("_handle", "_new_call", "_raw", "_site")
+class _Wrapped:
+    __slots__ = ("_handle", "_new_call", "_site")
 
-    def __init__(self, handle: GracefulChannel, raw: RawT, site: CallSite) -> None:
+    def __init__(self, handle: GracefulChannel, raw: Any, site: CallSite) -> None:
         self._handle = handle
-        self._raw = raw
         self._site = site
         self._new_call = call_factory(raw)
 
@@ -60,7 +59,7 @@ class _Wrapped(Generic[RawT]):
 
 
 class UnaryUnaryMultiCallable(
-    _Wrapped["aio.UnaryUnaryMultiCallable[RequestT, ResponseT]"],
+    _Wrapped,
     aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
 ):
     """grpc.aio's UnaryUnaryMultiCallable, tracked by a graceful channel."""
@@ -81,7 +80,7 @@ class UnaryUnaryMultiCallable(
 
 
 class UnaryStreamMultiCallable(
-    _Wrapped["aio.UnaryStreamMultiCallable[RequestT, ResponseT]"],
+    _Wrapped,
     aio.UnaryStreamMultiCallable[RequestT, ResponseT],
 ):
     """grpc.aio's UnaryStreamMultiCallable, tracked by a graceful channel."""
@@ -102,7 +101,7 @@ class UnaryStreamMultiCallable(
 
 
 class StreamUnaryMultiCallable(
-    _Wrapped["aio.StreamUnaryMultiCallable[RequestT, ResponseT]"],
+    _Wrapped,
     aio.StreamUnaryMultiCallable[RequestT, ResponseT],
 ):
     """grpc.aio's StreamUnaryMultiCallable, tracked by a graceful channel."""
@@ -122,7 +121,7 @@ class StreamUnaryMultiCallable(
 
 
 class StreamStreamMultiCallable(
-    _Wrapped["aio.StreamStreamMultiCallable[RequestT, ResponseT]"],
+    _Wrapped,
     aio.StreamStreamMultiCallable[RequestT, ResponseT],
 ):
     """grpc.aio's StreamStreamMultiCallable, tracked by a graceful channel."""
