@@ -105,7 +105,6 @@ class ShutdownSequence:
     def __init__(self, timeout: float) -> None:
         self._budget = check_seconds(timeout, "timeout", positive=True)
         self._steps: list[_Step] = []
-        self._started = False
         self._forced = False
         self._force_event: asyncio.Event | None = None
         self._run: asyncio.Task[ShutdownReport] | None = None
@@ -117,7 +116,7 @@ class ShutdownSequence:
     @property
     def started(self) -> bool:
         """Whether the sequence has started."""
-        return self._started
+        return self._run is not None
 
     @property
     def forced(self) -> bool:
@@ -133,7 +132,7 @@ class ShutdownSequence:
             ValueError: duplicate ``name``, ``timeout`` not positive and finite, or the sequence
                 has started.
         """
-        if self._started:
+        if self.started:
             raise ValueError("cannot add steps to a ShutdownSequence that has started")
         if any(existing.name == name for existing in self._steps):
             raise ValueError(f"duplicate step name {name!r}")
@@ -176,7 +175,7 @@ class ShutdownSequence:
         """Cuts the sequence short: the current step stops, the rest get zero time, and channels
         close with ``grace=0``. Starts the sequence if it has not started."""
         self._forced = True
-        if not self._started:
+        if not self.started:
             self._start("force")
         if self._force_event is not None:
             self._force_event.set()
@@ -195,7 +194,7 @@ class ShutdownSequence:
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if not self._started:
+        if not self.started:
             logger.info("graceful_grpc: %s received: shutting down", name)
             self._start(name)
         elif self._run is not None and not self._run.done():
@@ -203,10 +202,9 @@ class ShutdownSequence:
             self.force()
 
     def _start(self, trigger: str) -> None:
-        if self._started:
+        if self.started:
             return
         loop = self._bind_loop()
-        self._started = True
         self._trigger = trigger
         self._run = loop.create_task(self._run_steps(), name="graceful_grpc shutdown")
         assert self._trigger_event is not None
