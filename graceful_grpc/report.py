@@ -36,6 +36,8 @@ class DrainReport:
         completed: Calls that finished on their own during the drain.
         cancelled: Calls cancelled at the drain deadline.
         abandoned_holds: Holds still outstanding at the drain deadline.
+        interrupted: Calls to methods marked cancel-on-drain, interrupted when the drain started
+            (not counted in ``cancelled``; they do not make ``drained`` False).
     """
 
     closed: bool
@@ -44,11 +46,12 @@ class DrainReport:
     completed: int
     cancelled: tuple[CallInfo, ...]
     abandoned_holds: int
+    interrupted: tuple[CallInfo, ...] = ()
 
     def summary(self) -> str:
         """One line for logs."""
         return (
             f"closed={self.closed} drained={self.drained} waited={self.waited:.3f}s "
             f"completed={self.completed} cancelled={len(self.cancelled)} "
-            f"abandoned_holds={self.abandoned_holds}"
+            f"interrupted={len(self.interrupted)} abandoned_holds={self.abandoned_holds}"
         )

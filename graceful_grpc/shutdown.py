@@ -112,6 +112,7 @@ class ShutdownSequence:
         self._trigger = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: list[int] = []
+        self._step_listeners: list[Callable[[StepResult], object]] = []
 
     @property
     def started(self) -> bool:
@@ -140,6 +141,30 @@ class ShutdownSequence:
             raise TypeError(f"step {name!r} must be an async callable")
         seconds = None if timeout is None else check_seconds(timeout, "timeout", positive=True)
         self._steps.append(_Step(name, step, seconds))
+
+    def add_step_listener(self, listener: Callable[[StepResult], object]) -> None:
+        """Calls ``listener(result)`` as each step finishes, in order.
+
+        An exception from a listener is logged on logger ``graceful_grpc`` and never stops the
+        sequence.
+
+        Raises:
+            TypeError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise TypeError(f"step listener must be callable, got {listener!r}")
+        self._step_listeners.append(listener)
+
+    def remove_step_listener(self, listener: Callable[[StepResult], object]) -> None:
+        """Removes a listener added with ``add_step_listener``.
+
+        Raises:
+            ValueError: ``listener`` was not added.
+        """
+        try:
+            self._step_listeners.remove(listener)
+        except ValueError:
+            raise ValueError(f"step listener {listener!r} was not added") from None
 
     def install_signal_handlers(
         self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)
@@ -217,7 +242,13 @@ class ShutdownSequence:
         for step in self._steps:
             remaining = 0.0 if self._forced else max(0.0, deadline - time.monotonic())
             allowed = remaining if step.timeout is None else min(step.timeout, remaining)
-            results.append(await self._run_step(step, allowed))
+            result = await self._run_step(step, allowed)
+            results.append(result)
+            for listener in tuple(self._step_listeners):
+                try:
+                    listener(result)
+                except Exception:
+                    logger.exception("graceful_grpc: shutdown step listener %r failed", listener)
         report = ShutdownReport(
             steps=tuple(results),
             duration=time.monotonic() - started,

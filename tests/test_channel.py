@@ -452,3 +452,39 @@ async def test_shorter_grace_before_the_drain_runs_still_applies(
     assert await patient is report
     with pytest.raises(DrainTimeoutError):
         await call
+
+
+# -- drain listeners --
+
+
+async def test_drain_listener_gets_each_report_once_and_its_errors_are_logged(
+    echo_server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    other = channel.share()
+    seen: list[DrainReport] = []
+
+    def broken(report: DrainReport) -> None:
+        raise RuntimeError("listener bug")
+
+    channel.add_drain_listener(broken)
+    other.add_drain_listener(seen.append)  # listeners belong to the connection, not the handle
+    with caplog.at_level(logging.ERROR, logger="graceful_grpc"):
+        assert (await channel.close()).closed is False
+        assert seen == []
+        report = await other.close()
+        assert await other.close() is report
+    assert seen == [report]
+    assert any("drain listener" in r.getMessage() for r in caplog.records)
+
+
+async def test_drain_listener_arguments(channel: aio.GracefulChannel) -> None:
+    with pytest.raises(TypeError, match="callable"):
+        channel.add_drain_listener(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="was not added"):
+        channel.remove_drain_listener(print)
+    seen: list[DrainReport] = []
+    channel.add_drain_listener(seen.append)
+    channel.remove_drain_listener(seen.append)
+    await channel.close()
+    assert seen == []

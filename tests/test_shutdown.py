@@ -171,3 +171,33 @@ async def test_duplicate_names_and_late_steps_rejected() -> None:
     await seq.run()
     with pytest.raises(ValueError, match="started"):
         seq.add("late", _noop)
+
+
+async def test_step_listener_sees_every_step_in_order_and_cannot_break_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def ok() -> None:
+        pass
+
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    seen: list[tuple[str, str]] = []
+
+    def broken(result: object) -> None:
+        raise RuntimeError("listener bug")
+
+    seq = ShutdownSequence(timeout=10)
+    seq.add("first", ok)
+    seq.add("second", boom)
+    seq.add_step_listener(broken)
+    seq.add_step_listener(lambda result: seen.append((result.name, result.outcome)))
+    with caplog.at_level(logging.ERROR, logger="graceful_grpc"):
+        report = await asyncio.wait_for(seq.run(), timeout=10)
+    assert seen == [("first", "ok"), ("second", "error")]
+    assert [s.outcome for s in report.steps] == ["ok", "error"]
+    assert sum("step listener" in r.getMessage() for r in caplog.records) == 2
+    with pytest.raises(TypeError, match="callable"):
+        seq.add_step_listener(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="was not added"):
+        seq.remove_step_listener(print)

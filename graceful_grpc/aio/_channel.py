@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -110,6 +110,31 @@ class GracefulChannel(aio.Channel):
             ValueError: ``timeout`` negative, NaN or infinite.
         """
         return await self._connection.idle.wait_for(timeout)
+
+    def add_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
+        """Calls ``listener(report)`` once each time a drain of the connection finishes.
+
+        Listeners belong to the connection, so every handle shares them. They run on the event
+        loop right after the drain, before ``close()`` returns; an exception from one is logged
+        on logger ``graceful_grpc`` and never raised into ``close()``. Keep them quick.
+
+        Raises:
+            TypeError: ``listener`` is not callable.
+        """
+        if not callable(listener):
+            raise TypeError(f"drain listener must be callable, got {listener!r}")
+        self._connection.drain_listeners.append(listener)
+
+    def remove_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
+        """Removes a listener added with ``add_drain_listener``.
+
+        Raises:
+            ValueError: ``listener`` was not added.
+        """
+        try:
+            self._connection.drain_listeners.remove(listener)
+        except ValueError:
+            raise ValueError(f"drain listener {listener!r} was not added") from None
 
     def hold(self) -> Hold:
         """Takes a hold: the connection stays open for a unit of work until it is released.

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from grpc import aio
@@ -60,6 +61,7 @@ class Connection:
         self._deadline_at = 0.0  # loop time; only ever moved earlier
         self._grace = 0.0  # the grace that set _deadline_at, for messages
         self._admitted_while_draining = 0
+        self.drain_listeners: list[Callable[[DrainReport], object]] = []
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class Connection:
             abandoned_holds=abandoned,
         )
         logger.info("graceful_grpc: drain finished: %s", report.summary())
+        _notify(self.drain_listeners, report)
         return report
 
     def _abort(self, grace: float) -> tuple[tuple[CallInfo, ...], int]:
@@ -178,6 +181,15 @@ class Connection:
         for _ in range(abandoned):
             self.holds.decr()
         return tuple(cancelled), abandoned
+
+
+def _notify(listeners: list[Callable[[DrainReport], object]], report: DrainReport) -> None:
+    """Calls each drain listener; a listener's exception is logged, never raised into close()."""
+    for listener in tuple(listeners):
+        try:
+            listener(report)
+        except Exception:
+            logger.exception("graceful_grpc: drain listener %r failed", listener)
 
 
 def _log_cancelled(cancelled: list[CallInfo]) -> None:
