@@ -16,7 +16,10 @@ def check_seconds(value: float, name: str, *, positive: bool = False) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int too large for a float, e.g. 10**400
+        raise ValueError(f"{name} must be finite, got {value!r}") from None
     if math.isnan(seconds) or math.isinf(seconds):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if seconds < 0 or (positive and seconds == 0):

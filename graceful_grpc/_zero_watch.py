@@ -13,9 +13,10 @@ __all__ = ("ZeroWatch",)
 class ZeroWatch:
     """Wakes its waiters when every watched counter is at zero.
 
-    The counters' ``on_zero`` is set only while someone waits, so the hot path pays nothing when
-    nobody does. ``on_zero`` may fire on another thread (a hold released there); waking then goes
-    through the waiter's loop thread-safely.
+    The watch is the only user of its counters' ``on_zero``: it is set only while someone waits, so
+    the hot path pays nothing when nobody does. ``on_zero`` may fire on another thread (a hold
+    released there); waking then goes through each waiter's loop thread-safely. A change that does
+    not come through ``decr()`` reaching zero is announced with ``notify()``.
     """
 
     __slots__ = ("_counters", "_waiters")
@@ -36,7 +37,7 @@ class ZeroWatch:
         self._waiters.add(waiter)
         if len(self._waiters) == 1:
             for counter in self._counters:
-                counter.on_zero = self._on_zero
+                counter.on_zero = self.notify
         try:
             if not self.idle():  # a counter may have reached zero while we subscribed
                 await waiter
@@ -60,7 +61,8 @@ class ZeroWatch:
             return False
         return True
 
-    def _on_zero(self) -> None:
+    def notify(self) -> None:
+        """Wakes every waiter if every counter is at zero now. Safe from any thread."""
         if not self.idle():
             return
         try:
@@ -71,7 +73,7 @@ class ZeroWatch:
             loop = waiter.get_loop()
             if loop is running:
                 _wake(waiter)
-            else:
+            elif not loop.is_closed():
                 loop.call_soon_threadsafe(_wake, waiter)
 
 

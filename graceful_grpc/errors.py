@@ -18,6 +18,10 @@ class _GracefulRpcError(aio.AioRpcError):
     def __init__(self, details: str) -> None:
         super().__init__(self._CODE, aio.Metadata(), aio.Metadata(), details, None)
 
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        # AioRpcError's own __reduce__ passes its five constructor arguments; ours take one.
+        return type(self), (self.details() or "",)
+
 
 class ChannelClosedError(_GracefulRpcError):
     """The channel refused a new call or hold: it is closed, or draining and the caller holds none.

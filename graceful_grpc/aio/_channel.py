@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from grpc import aio
@@ -14,7 +14,7 @@ from .._validation import check_seconds
 from ..errors import ChannelClosedError
 from ..report import DrainReport
 from ..state import ChannelState
-from ._connection import ADMIT_POLICIES, AdmitPolicy, CallSite, Connection
+from ._connection import ADMIT_POLICIES, AdmitPolicy, CallSite, Connection, Handle
 from ._hold import Hold
 from ._multicallable import (
     StreamStreamMultiCallable,
@@ -42,8 +42,7 @@ class GracefulChannel(aio.Channel):
     Create one with ``insecure_channel``, ``secure_channel`` or ``wrap``.
     """
 
-    _connection: Connection
-    _closed: bool
+    _handle: Handle
 
     def __init__(
         self,
@@ -55,47 +54,52 @@ class GracefulChannel(aio.Channel):
         """Wraps ``channel``, which it then owns (closing the last handle closes it).
 
         Raises:
+            TypeError: ``channel`` is not a grpc.aio channel, or is already a GracefulChannel
+                (share() it instead: wrapping would drain twice, one drain inside the other).
             ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``.
         """
         drain_timeout = _check_options(drain_timeout, admit_during_drain)
+        if isinstance(channel, GracefulChannel):
+            raise TypeError(
+                "channel is already a GracefulChannel; use its share() for another handle"
+            )
         if not isinstance(channel, aio.Channel):
             raise TypeError(f"channel must be a grpc.aio.Channel, got {type(channel).__name__}")
-        self._attach(
+        self._handle = Handle(
             Connection(channel, drain_timeout=drain_timeout, admit_during_drain=admit_during_drain)
         )
-
-    def _attach(self, connection: Connection) -> None:
-        self._connection = connection
-        self._closed = False
-        self._closed_others_open = False  # this handle's close left other handles open
-        connection.open_handles += 1
 
     # -- reference counting --------------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
         """RPCs of all four kinds started on the connection and not yet at a final status."""
-        return self._connection.in_flight.value
+        return self._handle.connection.in_flight.value
 
     @property
     def holds(self) -> int:
         """Outstanding holds on the connection."""
-        return self._connection.holds.value
+        return self._handle.connection.holds.value
 
     @property
     def state(self) -> ChannelState:
         """The connection's state (shared by every handle)."""
-        return self._connection.state
+        return self._handle.connection.state
 
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called on this handle."""
-        return self._closed
+        return self._handle.closed
 
     @property
     def drain_timeout(self) -> float:
         """The default drain deadline of ``close()``, in seconds."""
-        return self._connection.drain_timeout
+        return self._handle.connection.drain_timeout
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # grpc.aio channels have this attribute; grpc's own tests and some libraries read it.
+        return self._handle.connection.raw._loop  # type: ignore[attr-defined,no-any-return]
 
     async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - API
         """Waits until no call is in flight and no hold is outstanding on the connection.
@@ -109,7 +113,7 @@ class GracefulChannel(aio.Channel):
         Raises:
             ValueError: ``timeout`` negative, NaN or infinite.
         """
-        return await self._connection.idle.wait_for(timeout)
+        return await self._handle.connection.idle.wait_for(timeout)
 
     def add_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
         """Calls ``listener(report)`` once each time a drain of the connection finishes.
@@ -123,7 +127,7 @@ class GracefulChannel(aio.Channel):
         """
         if not callable(listener):
             raise TypeError(f"drain listener must be callable, got {listener!r}")
-        self._connection.drain_listeners.append(listener)
+        self._handle.connection.drain_listeners.append(listener)
 
     def remove_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
         """Removes a listener added with ``add_drain_listener``.
@@ -132,7 +136,7 @@ class GracefulChannel(aio.Channel):
             ValueError: ``listener`` was not added.
         """
         try:
-            self._connection.drain_listeners.remove(listener)
+            self._handle.connection.drain_listeners.remove(listener)
         except ValueError:
             raise ValueError(f"drain listener {listener!r} was not added") from None
 
@@ -143,20 +147,23 @@ class GracefulChannel(aio.Channel):
             ChannelClosedError: the channel is closed, or this handle is closed or draining and
                 ``admit_during_drain`` refuses new work from here.
         """
-        if self._closed:
-            self._connection.admit()
-        return self._connection.hold()
+        connection = self._handle.connection
+        if self._handle.closed:
+            connection.admit("hold")
+        return connection.hold()
 
-    def share(self) -> GracefulChannel:
+    def share(self) -> Self:
         """Returns a new handle on the same connection, for another owner to close.
+
+        The handle is of this handle's class.
 
         Raises:
             ChannelClosedError: this handle is closed.
         """
-        if self._closed:
+        if self._handle.closed:
             raise ChannelClosedError("cannot share a closed graceful_grpc channel handle")
-        handle = GracefulChannel.__new__(GracefulChannel)
-        handle._attach(self._connection)
+        handle = type(self).__new__(type(self))
+        handle._handle = Handle(self._handle.connection)
         return handle
 
     async def close(self, grace: float | None = None) -> DrainReport:
@@ -168,23 +175,21 @@ class GracefulChannel(aio.Channel):
 
         Returns:
             The drain's report. Every close of the last handle, from any task, gets the same
-            one; a close that leaves other handles open returns at once with ``closed=False``.
+            one, and so does a repeated close of any handle once the drain has started; the first
+            close of a handle that leaves others open returns at once with ``closed=False``.
             If the awaiting task is cancelled, the drain continues to its deadline.
 
         Raises:
             ValueError: ``grace`` negative, NaN or infinite.
         """
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
-        connection = self._connection
-        if not self._closed:
-            self._closed = True
-            connection.open_handles -= 1
-            self._closed_others_open = connection.open_handles > 0
-        if self._closed_others_open:
+        connection = self._handle.connection
+        last = self._handle.close()
+        if not last and connection.drain_task is None:
             return _NOT_LAST
         return await asyncio.shield(connection.drain(seconds))
 
-    async def __aenter__(self) -> GracefulChannel:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -199,15 +204,15 @@ class GracefulChannel(aio.Channel):
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
         """As grpc.aio: the connectivity state of the underlying channel."""
-        return self._connection.raw.get_state(try_to_connect)
+        return self._handle.connection.raw.get_state(try_to_connect)
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         """As grpc.aio: waits for the connectivity state to change."""
-        await self._connection.raw.wait_for_state_change(last_observed_state)
+        await self._handle.connection.raw.wait_for_state_change(last_observed_state)
 
     async def channel_ready(self) -> None:
         """As grpc.aio: waits until the channel is READY."""
-        await self._connection.raw.channel_ready()
+        await self._handle.connection.raw.channel_ready()
 
     def unary_unary(
         self,
@@ -217,10 +222,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> UnaryUnaryMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._connection.raw.unary_unary(
+        raw = self._handle.connection.raw.unary_unary(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryUnaryMultiCallable(self, raw, CallSite(method, "unary_unary"))
+        return UnaryUnaryMultiCallable(self._handle, raw, CallSite(method, "unary_unary"))
 
     def unary_stream(
         self,
@@ -230,10 +235,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> UnaryStreamMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._connection.raw.unary_stream(
+        raw = self._handle.connection.raw.unary_stream(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryStreamMultiCallable(self, raw, CallSite(method, "unary_stream"))
+        return UnaryStreamMultiCallable(self._handle, raw, CallSite(method, "unary_stream"))
 
     def stream_unary(
         self,
@@ -243,10 +248,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> StreamUnaryMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._connection.raw.stream_unary(
+        raw = self._handle.connection.raw.stream_unary(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamUnaryMultiCallable(self, raw, CallSite(method, "stream_unary"))
+        return StreamUnaryMultiCallable(self._handle, raw, CallSite(method, "stream_unary"))
 
     def stream_stream(
         self,
@@ -256,13 +261,13 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> StreamStreamMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._connection.raw.stream_stream(
+        raw = self._handle.connection.raw.stream_stream(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamStreamMultiCallable(self, raw, CallSite(method, "stream_stream"))
+        return StreamStreamMultiCallable(self._handle, raw, CallSite(method, "stream_stream"))
 
     def __repr__(self) -> str:
-        handle = "closed" if self._closed else "open"
+        handle = "closed" if self._handle.closed else "open"
         return (
             f"<GracefulChannel {handle} handle, {self.state.value}: "
             f"in_flight={self.in_flight} holds={self.holds}>"

@@ -1,8 +1,17 @@
-"""The connection that a channel's handles share: admission, call tracking, and the drain."""
+"""The connection that a channel's handles share, and the one owner of its drain's state machine.
+
+Every decision about the connection's state - admitting a call or a hold, counting calls started
+and finished, deciding that the drain is over, aborting what is left at the deadline, abandoning
+holds - is made here, in synchronous methods that run to completion on the event loop (hold
+releases may come from other threads; they only ever count down). The I/O of closing - waiting for
+the connection to go idle and closing the grpc channel - is separate, in ``_run_drain``, and the
+grpc channel is closed even when the drain itself is cancelled.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -13,13 +22,13 @@ from grpc import aio
 
 from .._counting import Counter
 from .._zero_watch import ZeroWatch
-from ..errors import ChannelClosedError
+from ..errors import ChannelClosedError, DrainTimeoutError
 from ..report import CallInfo, CallKind, DrainReport
 from ..state import ChannelState
-from ._abortable import mark_aborted
+from ._abortable import Abort, abort
 from ._hold import Hold, is_held
 
-__all__ = ("AdmitPolicy", "CallSite", "Connection")
+__all__ = ("AdmitPolicy", "CallSite", "Connection", "Handle")
 
 logger = logging.getLogger("graceful_grpc")
 
@@ -36,8 +45,32 @@ class CallSite(NamedTuple):
     kind: CallKind
 
 
+class Handle:
+    """One owner's handle on a connection: what a GracefulChannel and its multicallables share.
+
+    Attributes:
+        connection: The connection.
+        closed: ``close()`` was called on this handle. An open handle implies an OPEN connection,
+            so it is the only check on the hot path.
+    """
+
+    __slots__ = ("closed", "connection")
+
+    def __init__(self, connection: Connection) -> None:
+        connection.open_handle()
+        self.connection = connection
+        self.closed = False
+
+    def close(self) -> bool:
+        """Closes the handle (once); True if it was the connection's last open handle."""
+        if self.closed:
+            return False
+        self.closed = True
+        return self.connection.close_handle()
+
+
 class Connection:
-    """One grpc.aio channel shared by one or more GracefulChannel handles.
+    """One grpc.aio channel shared by one or more handles.
 
     The connection is OPEN while any handle is open; closing the last handle starts the drain.
     """
@@ -49,37 +82,53 @@ class Connection:
         self.drain_timeout = drain_timeout
         self.admit_during_drain = admit_during_drain
         self.state = ChannelState.OPEN
-        self.open_handles = 0
         self.in_flight = Counter()
         self.holds = Counter()
+        self.idle = ZeroWatch(self.in_flight, self.holds)
+        self.drain_listeners: list[Callable[[DrainReport], object]] = []
+        self._open_handles = 0
         # id(call) -> (weak reference, site, start time). Weak, as grpc.aio's own registry: a call
         # its owner dropped must stay collectable, so that grpc cancels it on collection.
         self._calls: dict[int, tuple[weakref.ref[Any], CallSite, float]] = {}
-        self.idle = ZeroWatch(self.in_flight, self.holds)
+        # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
+        self._hold_tokens: dict[int, list[bool]] = {}
         self._drain: asyncio.Task[DrainReport] | None = None
         self._deadline: asyncio.Timeout | None = None  # the running drain's timeout
         self._deadline_at = 0.0  # loop time; only ever moved earlier
         self._grace = 0.0  # the grace that set _deadline_at, for messages
-        self._admitted_while_draining = 0
-        self.drain_listeners: list[Callable[[DrainReport], object]] = []
+        self._started_while_draining = 0
 
-    # -- admission ---------------------------------------------------------------------------
+    # -- handles -------------------------------------------------------------------------------
 
-    def admit(self) -> None:
+    def open_handle(self) -> None:
+        """Counts a new handle (``Handle`` calls this)."""
+        if self.state is not ChannelState.OPEN:
+            raise ChannelClosedError("graceful_grpc channel is closed or draining")
+        self._open_handles += 1
+
+    def close_handle(self) -> bool:
+        """Counts a handle closed; True if it was the last one (the drain is to start)."""
+        self._open_handles -= 1
+        return self._open_handles == 0
+
+    # -- admission and counting ----------------------------------------------------------------
+
+    def admit(self, what: str) -> None:
         """Admits a call or hold from a closed handle or while draining, or raises.
+
+        Args:
+            what: ``"call"`` or ``"hold"``, for the error message.
 
         Raises:
             ChannelClosedError: per ``admit_during_drain``.
         """
         if self.state is ChannelState.CLOSED:
-            raise ChannelClosedError("graceful_grpc channel is closed")
+            raise ChannelClosedError(f"graceful_grpc channel is closed: no new {what}")
         policy = self.admit_during_drain
         if policy == "all" or (policy == "held" and is_held(self)):
-            if self.state is ChannelState.DRAINING:
-                self._admitted_while_draining += 1
             return
         raise ChannelClosedError(
-            "graceful_grpc channel is closed or draining and admits no new work "
+            f"graceful_grpc channel is closed or draining and admits no new {what} "
             + ("from code that holds no hold" if policy == "held" else "at all")
         )
 
@@ -90,24 +139,32 @@ class Connection:
         call.add_done_callback(self._call_done)
         return call
 
+    def track_admitted(self, call: Any, site: CallSite) -> Any:
+        """``track()`` for a call that passed ``admit()``: one the drain's report counts too."""
+        if self.state is ChannelState.DRAINING:
+            self._started_while_draining += 1
+        return self.track(call, site)
+
     def _call_done(self, call: Any) -> None:
         # grpc.aio hands done-callbacks the object it returned (intercepted calls included), also
-        # when it cancels a collected call; an entry is removed before its id can be reused.
-        # pop() rather than del, so an unusual call type can never raise inside grpc's callback.
-        self._calls.pop(id(call), None)
-        self.in_flight.decr()
+        # when it cancels a collected call; an entry is removed before its id can be reused. The
+        # pop makes the count exactly-once; it never raises inside grpc's callback.
+        if self._calls.pop(id(call), None) is not None:
+            self.in_flight.decr()
 
     def hold(self) -> Hold:
         """Takes a hold (admission already checked by the caller)."""
+        token = [True]
         self.holds.incr()
-        return Hold(self)
+        self._hold_tokens[id(token)] = token
+        return Hold(self, token)
 
-    def release_hold(self) -> None:
-        """Called by ``Hold.release()``. Holds abandoned at the deadline are no longer counted."""
-        if self.state is not ChannelState.CLOSED:
-            self.holds.decr()
+    def release_hold(self, token: list[bool]) -> None:
+        """Counts a hold released (``Hold.release()`` calls this once, having ended it)."""
+        self._hold_tokens.pop(id(token), None)
+        self.holds.decr()
 
-    # -- closing -------------------------------------------------------------------------------
+    # -- the drain -----------------------------------------------------------------------------
 
     def drain(self, grace: float) -> asyncio.Task[DrainReport]:
         """Starts the drain with deadline ``grace`` seconds from now, or brings a running drain's
@@ -135,6 +192,11 @@ class Connection:
                 self._deadline.reschedule(requested)
         return self._drain
 
+    @property
+    def drain_task(self) -> asyncio.Task[DrainReport] | None:
+        """The drain's task, once it has started."""
+        return self._drain
+
     async def _run_drain(self, started: float, at_start: int) -> DrainReport:
         cancelled: tuple[CallInfo, ...] = ()
         abandoned = 0
@@ -142,17 +204,21 @@ class Connection:
             async with asyncio.timeout_at(self._deadline_at) as deadline:
                 self._deadline = deadline
                 await self.idle.wait()
+                while not self._close_if_idle():  # held code started work as we woke up
+                    await self.idle.wait()
         except TimeoutError:
-            cancelled, abandoned = self._abort(self._grace)
+            cancelled, abandoned = self._abort()
+        except BaseException:  # the drain itself was cancelled: nothing may stay open
+            self._abort()
+            raise
         finally:
             self._deadline = None
-            self.state = ChannelState.CLOSED
-            await self.raw.close(None)
+            await asyncio.shield(self.raw.close(None))
         report = DrainReport(
             closed=True,
             drained=not cancelled and not abandoned,
             waited=_monotonic() - started,
-            completed=at_start + self._admitted_while_draining - len(cancelled),
+            completed=at_start + self._started_while_draining - len(cancelled),
             cancelled=cancelled,
             abandoned_holds=abandoned,
         )
@@ -160,26 +226,41 @@ class Connection:
         _notify(self.drain_listeners, report)
         return report
 
-    def _abort(self, grace: float) -> tuple[tuple[CallInfo, ...], int]:
+    def _close_if_idle(self) -> bool:
+        """CLOSED if nothing is in flight and no hold is out; whether it is."""
+        if not self.idle.idle():
+            return False
+        self.state = ChannelState.CLOSED
+        return True
+
+    def _abort(self) -> tuple[tuple[CallInfo, ...], int]:
         """At the deadline: refuse new work, cancel what is in flight, abandon the holds."""
         self.state = ChannelState.CLOSED
         now = _monotonic()
-        details = f"graceful_grpc drain deadline of {grace:g}s passed; call cancelled"
+        reason = Abort(
+            functools.partial(
+                DrainTimeoutError,
+                f"graceful_grpc drain deadline of {self._grace:g}s passed; call cancelled",
+            )
+        )
         cancelled: list[CallInfo] = []
         for reference, site, started in list(self._calls.values()):
             call = reference()
-            if call is None or call.done():
-                continue
-            mark_aborted(call, details)
-            if call.cancel():
+            if call is not None and not call.done() and abort(call, reason):
                 cancelled.append(CallInfo(site.method, site.kind, now - started))
         _log_cancelled(cancelled)
-        abandoned = self.holds.value
+        abandoned = 0
+        for token in list(self._hold_tokens.values()):
+            try:
+                token.pop()  # a release racing on another thread pops it, or we do: never both
+            except IndexError:
+                continue
+            self._hold_tokens.pop(id(token), None)
+            self.holds.decr()
+            abandoned += 1
         if abandoned:
             logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
-        self.holds.on_zero = None
-        for _ in range(abandoned):
-            self.holds.decr()
+        self.idle.notify()
         return tuple(cancelled), abandoned
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextvars
 import warnings
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ._connection import Connection
-
-__all__ = ("Hold", "is_held")
+__all__ = ("Hold", "HoldOwner", "is_held")
 
 # The holds taken in this context and the tasks created from it. A tuple, so that copying a context
 # into a new task shares nothing mutable; released holds are skipped when read.
@@ -19,13 +16,16 @@ _HELD: contextvars.ContextVar[tuple[Hold, ...]] = contextvars.ContextVar(
 )
 
 
-class _HoldOwner(Protocol):
-    def release_hold(self) -> None: ...
+class HoldOwner(Protocol):
+    """What a hold tells when it is released: the connection that counts it."""
+
+    def release_hold(self, token: list[bool]) -> None:
+        """Counts the hold with ``token`` as released (called once, by its release)."""
 
 
-def is_held(connection: Connection) -> bool:
-    """Whether the running code is inside an unreleased hold on ``connection``."""
-    return any(hold._owner is connection and not hold._released for hold in _HELD.get())
+def is_held(owner: HoldOwner) -> bool:
+    """Whether the running code is inside an unreleased hold on ``owner``."""
+    return any(hold._owner is owner and hold._token for hold in _HELD.get())
 
 
 class Hold:
@@ -42,28 +42,32 @@ class Hold:
         hold = channel.hold(); ...; hold.release()
     """
 
-    __slots__ = ("_owner", "_released")
+    __slots__ = ("__weakref__", "_owner", "_token")
 
-    def __init__(self, owner: Connection) -> None:
-        self._owner: _HoldOwner = owner
-        self._released = False
+    def __init__(self, owner: HoldOwner, token: list[bool]) -> None:
+        """Used by the connection. ``token`` holds one item while the hold is unreleased; whoever
+        pops it (``release()``, or the connection abandoning the hold at the drain deadline) ends
+        the hold, exactly once even when threads race, since ``list.pop`` is atomic."""
+        self._owner = owner
+        self._token = token
         held = _HELD.get()
-        _HELD.set((*(hold for hold in held if not hold._released), self))
+        _HELD.set((*(hold for hold in held if hold._token), self))
 
     @property
     def released(self) -> bool:
-        """Whether ``release()`` has been called."""
-        return self._released
+        """Whether the hold has ended: released, or abandoned at the drain deadline."""
+        return not self._token
 
     def release(self) -> None:
         """Ends the hold. Idempotent; safe from any task or thread."""
-        if self._released:
+        try:
+            self._token.pop()
+        except IndexError:  # already released, or abandoned by the drain
             return
-        self._released = True
         held = _HELD.get()
         if self in held:
             _HELD.set(tuple(hold for hold in held if hold is not self))
-        self._owner.release_hold()
+        self._owner.release_hold(self._token)
 
     def __enter__(self) -> Hold:
         return self
@@ -88,7 +92,7 @@ class Hold:
         self.release()
 
     def __del__(self) -> None:
-        if not getattr(self, "_released", True):
+        if getattr(self, "_token", None):
             warnings.warn(
                 "graceful_grpc Hold was never released; releasing it now",
                 ResourceWarning,
@@ -97,4 +101,4 @@ class Hold:
             self.release()
 
     def __repr__(self) -> str:
-        return f"<Hold {'released' if self._released else 'active'}>"
+        return f"<Hold {'released' if self.released else 'active'}>"

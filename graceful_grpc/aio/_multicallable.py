@@ -2,21 +2,18 @@
 
 Each returns a real grpc.aio call object (no proxy; see ``_call_factory`` for how it is built),
 tracked until its done-callback. An open handle implies an OPEN connection, so the only check on
-the hot path is ``_closed``.
+the hot path is the handle's ``closed``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
 
 from ._call_factory import call_factory
-from ._connection import CallSite
-
-if TYPE_CHECKING:
-    from ._channel import GracefulChannel
+from ._connection import CallSite, Handle
 
 __all__ = (
     "StreamStreamMultiCallable",
@@ -34,7 +31,7 @@ MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of 
 class _Wrapped:
     __slots__ = ("_handle", "_new_call", "_site")
 
-    def __init__(self, handle: GracefulChannel, raw: Any, site: CallSite) -> None:
+    def __init__(self, handle: Handle, raw: Any, site: CallSite) -> None:
         self._handle = handle
         self._site = site
         self._new_call = call_factory(raw)
@@ -49,10 +46,14 @@ class _Wrapped:
         compression: grpc.Compression | None,
     ) -> Any:
         handle = self._handle
-        if handle._closed:
-            handle._connection.admit()
+        if handle.closed:
+            handle.connection.admit("call")
+            call = self._new_call(
+                request, timeout, metadata, credentials, wait_for_ready, compression
+            )
+            return handle.connection.track_admitted(call, self._site)
         call = self._new_call(request, timeout, metadata, credentials, wait_for_ready, compression)
-        return handle._connection.track(call, self._site)
+        return handle.connection.track(call, self._site)
 
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
