@@ -2,12 +2,14 @@
 
 The generic form of Temporal's own fix for results lost at shutdown: steps run in order, each
 within min(its own timeout, what remains of the budget); a failing or overrunning step is recorded
-and the later steps still run, so the channel still closes. A second signal forces the rest.
+and the later steps still run, so the channel still closes. A step that will not stop when
+cancelled is abandoned, still running, so that the budget holds. A second signal forces the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -23,7 +25,10 @@ __all__ = ("ShutdownReport", "ShutdownSequence", "StepResult")
 
 logger = logging.getLogger("graceful_grpc")
 
-Outcome = Literal["ok", "timeout", "error"]
+Outcome = Literal["ok", "timeout", "error", "abandoned"]
+
+# How long a step cancelled for overrunning may take to stop before it is abandoned, still running.
+_STOP_GRACE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +37,9 @@ class StepResult:
 
     Attributes:
         name: The step's name.
-        outcome: ``"ok"``, ``"timeout"`` (it overran its time, or was cut short by a forced
-            shutdown), or ``"error"``.
+        outcome: ``"ok"``; ``"timeout"`` (it overran its time, or was cut short by a forced
+            shutdown, and stopped when cancelled); ``"abandoned"`` (it overran and did not stop
+            when cancelled: it is left running); or ``"error"``.
         duration: Seconds the step took.
         error: The exception it raised, for ``"error"``.
         drain: The channel's DrainReport, for steps that close a GracefulChannel.
@@ -54,7 +60,7 @@ class ShutdownReport:
         steps: One result per step, in order.
         duration: Seconds from start to end.
         forced: A second signal (or ``force()``) cut the sequence short.
-        trigger: What started it: a signal name, or ``"run"``.
+        trigger: What started it: a signal name, ``"run"``, or ``"force"``.
     """
 
     steps: tuple[StepResult, ...]
@@ -91,9 +97,16 @@ class ShutdownSequence:
         seq.install_signal_handlers()
         report = await seq.wait()
 
-    A step whose callable is a ``GracefulChannel``'s bound ``close`` is called with
+    A channel step (``add_channel``, or ``add`` with a ``GracefulChannel``'s bound ``close`` or a
+    ``functools.partial`` of it without arguments) is called with
     ``grace=min(channel.drain_timeout, the step's time)``, so it returns its DrainReport within the
-    budget rather than being cut off; when forced, with ``grace=0``.
+    budget rather than being cut off; when forced, with ``grace=0``. A lambda around ``close`` is
+    an ordinary step: use ``add_channel`` for it.
+
+    A step that overruns is cancelled; one that does not stop then (it swallows the cancellation)
+    is abandoned - left running, recorded as ``"abandoned"`` and logged - so that the later steps,
+    above all the channel closes, still run on time: the sequence takes at most its budget plus a
+    few milliseconds.
 
     Args:
         timeout: The budget for all steps together, in seconds.
@@ -113,6 +126,8 @@ class ShutdownSequence:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: list[int] = []
         self._step_listeners: list[Callable[[StepResult], object]] = []
+        self._previous_handlers: dict[int, Any] = {}
+        self._abandoned: set[asyncio.Future[Any]] = set()  # kept referenced while they run
 
     @property
     def started(self) -> bool:
@@ -141,6 +156,21 @@ class ShutdownSequence:
             raise TypeError(f"step {name!r} must be an async callable")
         seconds = None if timeout is None else check_seconds(timeout, "timeout", positive=True)
         self._steps.append(_Step(name, step, seconds))
+
+    def add_channel(
+        self, name: str, channel: GracefulChannel, *, timeout: float | None = None
+    ) -> None:
+        """Appends a step that closes ``channel`` with a grace taken from the budget.
+
+        The same as ``add(name, channel.close, timeout=timeout)``.
+
+        Raises:
+            TypeError: ``channel`` is not a GracefulChannel.
+            ValueError: as ``add``.
+        """
+        if not isinstance(channel, GracefulChannel):
+            raise TypeError(f"channel must be a GracefulChannel, got {type(channel).__name__}")
+        self.add(name, channel.close, timeout=timeout)
 
     def add_step_listener(self, listener: Callable[[StepResult], object]) -> None:
         """Calls ``listener(result)`` as each step finishes, in order.
@@ -172,14 +202,20 @@ class ShutdownSequence:
         """On the running loop: the first signal starts the sequence, the next one forces it."""
         loop = self._bind_loop()
         for signum in signals:
+            self._previous_handlers.setdefault(signum, signal.getsignal(signum))
             loop.add_signal_handler(signum, self._on_signal, signum)
             self._signals.append(signum)
 
     def remove_signal_handlers(self) -> None:
-        """Restores the signals' previous handling."""
+        """Removes the handlers and restores the Python-level handlers the signals had before
+        (asyncio alone would leave the default action). A handler that was installed outside
+        Python cannot be restored; such a signal gets its default action."""
         if self._loop is not None:
             for signum in self._signals:
                 self._loop.remove_signal_handler(signum)
+                previous = self._previous_handlers.pop(signum, None)
+                if previous is not None:
+                    signal.signal(signum, previous)
         self._signals.clear()
 
     async def run(self) -> ShutdownReport:
@@ -274,6 +310,13 @@ class ShutdownSequence:
         except TimeoutError:
             logger.warning("graceful_grpc: shutdown step %r ran out of time", step.name)
             return StepResult(step.name, "timeout", time.monotonic() - started)
+        except _Abandoned:
+            logger.warning(
+                "graceful_grpc: shutdown step %r ran out of time and did not stop when "
+                "cancelled; abandoned, still running",
+                step.name,
+            )
+            return StepResult(step.name, "abandoned", time.monotonic() - started)
         except asyncio.CancelledError as error:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
@@ -306,7 +349,12 @@ class ShutdownSequence:
         return StepResult(step.name, outcome, time.monotonic() - started, drain=report)
 
     async def _until_forced(self, awaitable: Awaitable[Any], allowed: float) -> Any:
-        """Awaits ``awaitable`` for at most ``allowed`` seconds, or until forced."""
+        """Awaits ``awaitable`` for at most ``allowed`` seconds, or until forced.
+
+        Raises:
+            TimeoutError: it overran and stopped when cancelled.
+            _Abandoned: it overran and did not stop within ``_STOP_GRACE`` of its cancellation.
+        """
         task = asyncio.ensure_future(awaitable)
         assert self._force_event is not None
         forced = asyncio.ensure_future(self._force_event.wait())
@@ -316,15 +364,26 @@ class ShutdownSequence:
             )
             if task not in done:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                stopped, _ = await asyncio.wait({task}, timeout=_STOP_GRACE)
+                if not stopped:
+                    self._abandoned.add(task)
+                    task.add_done_callback(self._abandoned.discard)
+                    raise _Abandoned
                 raise TimeoutError
             return task.result()
         finally:
             forced.cancel()
 
 
+class _Abandoned(Exception):
+    """A step overran and did not stop when cancelled."""
+
+
 def _closed_channel(action: Callable[[], Awaitable[Any]]) -> GracefulChannel | None:
-    """The channel, if ``action`` is a GracefulChannel's bound close method."""
+    """The channel, if ``action`` is a GracefulChannel's bound close method (or a partial of it
+    that passes no arguments)."""
+    if isinstance(action, functools.partial) and not action.args and not action.keywords:
+        action = action.func
     owner = getattr(action, "__self__", None)
     if isinstance(owner, GracefulChannel) and getattr(action, "__func__", None) is (
         GracefulChannel.close

@@ -68,12 +68,17 @@ async def test_stream_counts_until_final_status_not_first_await(
     assert channel.in_flight == 0
 
 
-async def test_metadata_and_timeout_pass_through(channel: aio.GracefulChannel) -> None:
+async def test_metadata_and_timeout_pass_through(
+    echo_server: EchoServer, channel: aio.GracefulChannel
+) -> None:
     stub = echo_pb2_grpc.EchoStub(channel)
-    call = stub.Unary(echo_pb2.EchoRequest(message="m"), metadata=(("x-test", "1"),), timeout=5)
+    call = stub.Unary(
+        echo_pb2.EchoRequest(message="m"), metadata=(("x-test", "1"), ("x-bin", b"\x00")), timeout=5
+    )
     assert (await call).message == "m"
-    remaining = call.time_remaining()
-    assert remaining is None or remaining <= 5
+    seen = echo_server.invocations[-1]
+    assert ("x-test", "1") in seen.metadata and ("x-bin", b"\x00") in seen.metadata
+    assert seen.time_remaining is not None and 3 < seen.time_remaining <= 5
 
 
 class _UnaryRecorder(grpc.aio.UnaryUnaryClientInterceptor):

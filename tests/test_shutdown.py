@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import math
 import os
 import signal
+import time
 
 import pytest
 
-from graceful_grpc import DrainTimeoutError, ShutdownSequence, aio
+from graceful_grpc import ChannelState, DrainTimeoutError, ShutdownSequence, aio
 from graceful_grpc.testing import EchoServer
 
 from .calls import finish, start
@@ -201,3 +204,86 @@ async def test_step_listener_sees_every_step_in_order_and_cannot_break_it(
         seq.add_step_listener(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="was not added"):
         seq.remove_step_listener(print)
+
+
+async def _stubborn(started: asyncio.Event, stop: asyncio.Event) -> None:
+    """A step that swallows every cancellation: it stops only when ``stop`` is set."""
+    started.set()
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.wait()
+
+
+@pytest.mark.parametrize("how", ["budget", "force"])
+async def test_step_ignoring_cancellation_is_abandoned_and_the_channel_still_closes(
+    echo_server: EchoServer, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = aio.insecure_channel(echo_server.target, drain_timeout=60)
+    call = start(channel, "unary_unary", gate="never")
+    await echo_server.wait_arrivals("never")
+    started, stop = asyncio.Event(), asyncio.Event()
+    budget = 0.3 if how == "budget" else 30
+    seq = ShutdownSequence(timeout=budget)
+    seq.add("stubborn", lambda: _stubborn(started, stop))
+    seq.add_channel("close channel", channel)
+    began = time.monotonic()
+    running = asyncio.create_task(seq.run())
+    await asyncio.wait_for(started.wait(), timeout=5)
+    if how == "force":
+        seq.force()
+    with caplog.at_level(logging.WARNING, logger="graceful_grpc"):
+        report = await asyncio.wait_for(running, timeout=5)
+    took = time.monotonic() - began
+    assert report["stubborn"].outcome == "abandoned"
+    assert any("abandoned" in r.getMessage() for r in caplog.records)
+    drain = report["close channel"].drain
+    assert drain is not None and drain.closed and len(drain.cancelled) == 1
+    assert channel.state is ChannelState.CLOSED
+    if how == "budget":
+        assert took <= budget + 0.05, took
+    else:
+        assert took <= 0.05, took
+    with pytest.raises(DrainTimeoutError):
+        await call
+    stop.set()  # the abandoned step was still running, as reported
+
+
+async def test_channel_close_as_partial_or_add_channel_gets_its_grace(
+    echo_server: EchoServer,
+) -> None:
+    for register in ("partial", "add_channel"):
+        channel = aio.insecure_channel(echo_server.target, drain_timeout=60)
+        call = start(channel, "unary_unary", gate="never")
+        await echo_server.wait_arrivals("never")
+        seq = ShutdownSequence(timeout=0.2)
+        if register == "partial":
+            seq.add("close", functools.partial(channel.close))
+        else:
+            seq.add_channel("close", channel)
+        report = await asyncio.wait_for(seq.run(), timeout=5)
+        drain = report["close"].drain
+        assert drain is not None and len(drain.cancelled) == 1, register
+        with pytest.raises(DrainTimeoutError):
+            await call
+    with pytest.raises(TypeError, match="GracefulChannel"):
+        ShutdownSequence(timeout=1).add_channel("x", object())  # type: ignore[arg-type]
+
+
+def test_remove_signal_handlers_restores_the_previous_handler() -> None:
+    seen: list[int] = []
+
+    def previous(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    old = signal.signal(signal.SIGUSR1, previous)
+    try:
+
+        async def main() -> None:
+            seq = ShutdownSequence(timeout=1)
+            seq.install_signal_handlers([signal.SIGUSR1])
+            seq.remove_signal_handlers()
+
+        asyncio.run(main())
+        assert signal.getsignal(signal.SIGUSR1) is previous
+    finally:
+        signal.signal(signal.SIGUSR1, old)

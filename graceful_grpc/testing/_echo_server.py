@@ -11,13 +11,14 @@ import asyncio
 from collections import Counter as _Tally
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import NamedTuple
 
 import grpc
 from grpc import aio
 
 from .v1 import echo_pb2, echo_pb2_grpc
 
-__all__ = ("EchoServer",)
+__all__ = ("EchoServer", "Invocation")
 
 _STATUS_BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
@@ -55,6 +56,9 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
     async def Unary(
         self, request: echo_pb2.EchoRequest, context: aio.ServicerContext[object, object]
     ) -> echo_pb2.EchoResponse:
+        self._server.invocations.append(
+            Invocation(tuple(context.invocation_metadata() or ()), context.time_remaining())
+        )
         await self._behave(request, context)
         self._server.delivered.append(request.message)
         return echo_pb2.EchoResponse(message=request.message)
@@ -100,6 +104,13 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
             index += 1
 
 
+class Invocation(NamedTuple):
+    """What the server saw of one Unary call: its metadata, and seconds left to its deadline."""
+
+    metadata: tuple[tuple[str, str | bytes], ...]
+    time_remaining: float | None
+
+
 class EchoServer:
     """The Echo service on a real grpc.aio server bound to 127.0.0.1, port 0 by default.
 
@@ -109,6 +120,7 @@ class EchoServer:
 
     Attributes:
         delivered: Messages of Unary calls answered with OK, in order.
+        invocations: What the server saw of each Unary call as it arrived, in order.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -120,6 +132,7 @@ class EchoServer:
         self._arrivals: _Tally[str] = _Tally()
         self._arrived = asyncio.Condition()
         self.delivered: list[str] = []
+        self.invocations: list[Invocation] = []
 
     @property
     def target(self) -> str:
