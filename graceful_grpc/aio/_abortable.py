@@ -30,7 +30,7 @@ import types
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, NoReturn
 
-__all__ = ("Abort", "abort", "abortable_subclass", "make_abortable")
+__all__ = ("Abort", "abort", "abortable_subclass", "aborted", "make_abortable")
 
 _ABORT = "_graceful_grpc_abort"  # per call: the Abort that ended it, or None (class default)
 _WAITERS = "_graceful_grpc_waiters"  # per call: the tasks awaiting it now, or None
@@ -64,6 +64,11 @@ def abort(call: Any, reason: Abort) -> bool:
             reason.woken.add(task)
             task.cancel()
     return bool(call.cancel())
+
+
+def aborted(call: Any) -> bool:
+    """Whether ``abort()`` has ended ``call``."""
+    return getattr(call, _ABORT, None) is not None
 
 
 def _answer(

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
 from grpc import aio
 
 from .._validation import check_seconds
 from ..errors import ChannelClosedError
-from ..report import DrainReport
+from ..report import CallKind, DrainReport
 from ..state import ChannelState
 from ._connection import ADMIT_POLICIES, AdmitPolicy, CallSite, Connection, Handle
 from ._hold import Hold
+from ._method_filter import MethodFilter, compile_method_filter
 from ._multicallable import (
     StreamStreamMultiCallable,
     StreamUnaryMultiCallable,
@@ -24,6 +25,8 @@ from ._multicallable import (
 )
 
 __all__ = ("GracefulChannel", "insecure_channel", "secure_channel", "wrap")
+
+CallT = TypeVar("CallT")
 
 _NOT_LAST = DrainReport(
     closed=False, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
@@ -50,15 +53,29 @@ class GracefulChannel(aio.Channel):
         *,
         drain_timeout: float = 30.0,
         admit_during_drain: AdmitPolicy = "held",
+        cancel_on_drain: MethodFilter | None = None,
     ) -> None:
         """Wraps ``channel``, which it then owns (closing the last handle closes it).
+
+        Args:
+            channel: The grpc.aio channel.
+            drain_timeout: Default drain deadline of ``close()``, in seconds.
+            admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
+                (from code inside a hold), ``"all"``, or ``"none"``.
+            cancel_on_drain: Methods whose calls never end by themselves (watches, long polls):
+                full method names (``"/pkg.Service/Method"``) and/or predicates on the method
+                name, or one predicate. Their calls are interrupted the moment the drain starts;
+                their callers get ``ChannelClosedError``, and the report lists them as
+                ``interrupted``.
 
         Raises:
             TypeError: ``channel`` is not a grpc.aio channel, or is already a GracefulChannel
                 (share() it instead: wrapping would drain twice, one drain inside the other).
-            ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``.
+            ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``;
+                a malformed method name in ``cancel_on_drain``.
         """
         drain_timeout = _check_options(drain_timeout, admit_during_drain)
+        interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")
         if isinstance(channel, GracefulChannel):
             raise TypeError(
                 "channel is already a GracefulChannel; use its share() for another handle"
@@ -66,7 +83,12 @@ class GracefulChannel(aio.Channel):
         if not isinstance(channel, aio.Channel):
             raise TypeError(f"channel must be a grpc.aio.Channel, got {type(channel).__name__}")
         self._handle = Handle(
-            Connection(channel, drain_timeout=drain_timeout, admit_during_drain=admit_during_drain)
+            Connection(
+                channel,
+                drain_timeout=drain_timeout,
+                admit_during_drain=admit_during_drain,
+                cancel_on_drain=interrupt,
+            )
         )
 
     # -- reference counting --------------------------------------------------------------------
@@ -139,6 +161,27 @@ class GracefulChannel(aio.Channel):
             self._handle.connection.drain_listeners.remove(listener)
         except ValueError:
             raise ValueError(f"drain listener {listener!r} was not added") from None
+
+    def cancel_on_drain(self, call: CallT) -> CallT:
+        """Marks a call already started as cancel-on-drain, and returns it.
+
+        For methods that are long only with some requests:
+        ``call = channel.cancel_on_drain(stub.Watch(request))``. The call is interrupted when the
+        drain starts (at once if it has): its callers get ``ChannelClosedError``.
+
+        Raises:
+            ValueError: ``call`` was not started on this channel's connection.
+        """
+        self._handle.connection.mark_cancel_on_drain(call)
+        return call
+
+    async def wait_draining(self) -> None:
+        """Returns when the drain starts (at once if it has started).
+
+        Cooperative code can then wind a stream down itself (half-close, finish the current
+        message) and end within the drain; ``state`` is DRAINING by then.
+        """
+        await self._handle.connection.wait_draining()
 
     def hold(self) -> Hold:
         """Takes a hold: the connection stays open for a unit of work until it is released.
@@ -214,6 +257,9 @@ class GracefulChannel(aio.Channel):
         """As grpc.aio: waits until the channel is READY."""
         await self._handle.connection.raw.channel_ready()
 
+    def _site(self, method: str, kind: CallKind) -> CallSite:
+        return self._handle.connection.site(method, kind)
+
     def unary_unary(
         self,
         method: str,
@@ -225,7 +271,7 @@ class GracefulChannel(aio.Channel):
         raw = self._handle.connection.raw.unary_unary(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryUnaryMultiCallable(self._handle, raw, CallSite(method, "unary_unary"))
+        return UnaryUnaryMultiCallable(self._handle, raw, self._site(method, "unary_unary"))
 
     def unary_stream(
         self,
@@ -238,7 +284,7 @@ class GracefulChannel(aio.Channel):
         raw = self._handle.connection.raw.unary_stream(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryStreamMultiCallable(self._handle, raw, CallSite(method, "unary_stream"))
+        return UnaryStreamMultiCallable(self._handle, raw, self._site(method, "unary_stream"))
 
     def stream_unary(
         self,
@@ -251,7 +297,7 @@ class GracefulChannel(aio.Channel):
         raw = self._handle.connection.raw.stream_unary(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamUnaryMultiCallable(self._handle, raw, CallSite(method, "stream_unary"))
+        return StreamUnaryMultiCallable(self._handle, raw, self._site(method, "stream_unary"))
 
     def stream_stream(
         self,
@@ -264,7 +310,7 @@ class GracefulChannel(aio.Channel):
         raw = self._handle.connection.raw.stream_stream(
             method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamStreamMultiCallable(self._handle, raw, CallSite(method, "stream_stream"))
+        return StreamStreamMultiCallable(self._handle, raw, self._site(method, "stream_stream"))
 
     def __repr__(self) -> str:
         handle = "closed" if self._handle.closed else "open"
@@ -282,6 +328,7 @@ def insecure_channel(
     *,
     drain_timeout: float = 30.0,
     admit_during_drain: AdmitPolicy = "held",
+    cancel_on_drain: MethodFilter | None = None,
 ) -> GracefulChannel:
     """Creates an insecure graceful channel; arguments as ``grpc.aio.insecure_channel``.
 
@@ -293,14 +340,18 @@ def insecure_channel(
         drain_timeout: Default drain deadline of ``close()``, in seconds.
         admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
             (from code inside a hold), ``"all"``, or ``"none"``.
+        cancel_on_drain: Methods whose calls the drain interrupts as it starts (see
+            ``GracefulChannel``).
 
     Raises:
-        ValueError: bad ``drain_timeout`` or ``admit_during_drain``.
+        ValueError: bad ``drain_timeout``, ``admit_during_drain`` or ``cancel_on_drain``.
+        TypeError: bad ``cancel_on_drain``.
     """
     return _wrap_new(
         lambda: aio.insecure_channel(target, options, compression, interceptors),
-        drain_timeout,
-        admit_during_drain,
+        drain_timeout=drain_timeout,
+        admit_during_drain=admit_during_drain,
+        cancel_on_drain=cancel_on_drain,
     )
 
 
@@ -313,32 +364,53 @@ def secure_channel(
     *,
     drain_timeout: float = 30.0,
     admit_during_drain: AdmitPolicy = "held",
+    cancel_on_drain: MethodFilter | None = None,
 ) -> GracefulChannel:
     """Creates a secure graceful channel; arguments as ``grpc.aio.secure_channel`` and
     ``insecure_channel``."""
     return _wrap_new(
         lambda: aio.secure_channel(target, credentials, options, compression, interceptors),
-        drain_timeout,
-        admit_during_drain,
+        drain_timeout=drain_timeout,
+        admit_during_drain=admit_during_drain,
+        cancel_on_drain=cancel_on_drain,
     )
 
 
 def wrap(
-    channel: aio.Channel, *, drain_timeout: float = 30.0, admit_during_drain: AdmitPolicy = "held"
+    channel: aio.Channel,
+    *,
+    drain_timeout: float = 30.0,
+    admit_during_drain: AdmitPolicy = "held",
+    cancel_on_drain: MethodFilter | None = None,
 ) -> GracefulChannel:
     """Makes an existing grpc.aio channel graceful. The graceful channel takes ownership of it:
     calls must go through the returned channel to be tracked, and closing it closes ``channel``.
+    Options as ``insecure_channel``.
     """
     return GracefulChannel(
-        channel, drain_timeout=drain_timeout, admit_during_drain=admit_during_drain
+        channel,
+        drain_timeout=drain_timeout,
+        admit_during_drain=admit_during_drain,
+        cancel_on_drain=cancel_on_drain,
     )
 
 
 def _wrap_new(
-    factory: Any, drain_timeout: float, admit_during_drain: AdmitPolicy
+    factory: Callable[[], aio.Channel],
+    *,
+    drain_timeout: float,
+    admit_during_drain: AdmitPolicy,
+    cancel_on_drain: MethodFilter | None,
 ) -> GracefulChannel:
-    _check_options(drain_timeout, admit_during_drain)  # before the grpc channel exists: no leak
-    return wrap(factory(), drain_timeout=drain_timeout, admit_during_drain=admit_during_drain)
+    # Every option is checked before the grpc channel exists: a bad one leaks nothing.
+    _check_options(drain_timeout, admit_during_drain)
+    compile_method_filter(cancel_on_drain, "cancel_on_drain")
+    return wrap(
+        factory(),
+        drain_timeout=drain_timeout,
+        admit_during_drain=admit_during_drain,
+        cancel_on_drain=cancel_on_drain,
+    )
 
 
 def _check_options(drain_timeout: float, admit_during_drain: str) -> float:

@@ -25,8 +25,9 @@ from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError, DrainTimeoutError
 from ..report import CallInfo, CallKind, DrainReport
 from ..state import ChannelState
-from ._abortable import Abort, abort
+from ._abortable import Abort, abort, aborted
 from ._hold import Hold, is_held
+from ._method_filter import MethodPredicate
 
 __all__ = ("AdmitPolicy", "CallSite", "Connection", "Handle")
 
@@ -39,10 +40,17 @@ _monotonic = time.monotonic
 
 
 class CallSite(NamedTuple):
-    """What a multicallable calls: recorded with each of its calls, for drain reports."""
+    """What a multicallable calls: recorded with each of its calls, for drain reports.
+
+    Attributes:
+        method: The full method name.
+        kind: The call kind.
+        cancel_on_drain: Calls are interrupted when the drain starts (``cancel_on_drain``).
+    """
 
     method: str
     kind: CallKind
+    cancel_on_drain: bool = False
 
 
 class Handle:
@@ -73,12 +81,21 @@ class Connection:
     """One grpc.aio channel shared by one or more handles.
 
     The connection is OPEN while any handle is open; closing the last handle starts the drain.
+
+    Attributes:
+        cancel_on_drain: Which methods' calls the drain interrupts as it starts, or None.
     """
 
     def __init__(
-        self, raw: aio.Channel, *, drain_timeout: float, admit_during_drain: AdmitPolicy
+        self,
+        raw: aio.Channel,
+        *,
+        drain_timeout: float,
+        admit_during_drain: AdmitPolicy,
+        cancel_on_drain: MethodPredicate | None = None,
     ) -> None:
         self.raw = raw
+        self.cancel_on_drain = cancel_on_drain
         self.drain_timeout = drain_timeout
         self.admit_during_drain = admit_during_drain
         self.state = ChannelState.OPEN
@@ -97,6 +114,8 @@ class Connection:
         self._deadline_at = 0.0  # loop time; only ever moved earlier
         self._grace = 0.0  # the grace that set _deadline_at, for messages
         self._started_while_draining = 0
+        self._interrupted: list[CallInfo] = []
+        self._draining: asyncio.Event | None = None  # created by the first wait_draining()
 
     # -- handles -------------------------------------------------------------------------------
 
@@ -132,6 +151,11 @@ class Connection:
             + ("from code that holds no hold" if policy == "held" else "at all")
         )
 
+    def site(self, method: str, kind: CallKind) -> CallSite:
+        """The CallSite of a new multicallable (its ``cancel_on_drain`` decided once, here)."""
+        interrupt = self.cancel_on_drain is not None and bool(self.cancel_on_drain(method))
+        return CallSite(method, kind, interrupt)
+
     def track(self, call: Any, site: CallSite) -> Any:
         """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
         self.in_flight.incr()
@@ -140,10 +164,33 @@ class Connection:
         return call
 
     def track_admitted(self, call: Any, site: CallSite) -> Any:
-        """``track()`` for a call that passed ``admit()``: one the drain's report counts too."""
-        if self.state is ChannelState.DRAINING:
+        """``track()`` for a call that passed ``admit()``: one the drain's report counts too.
+        A cancel-on-drain call started while draining is interrupted at once."""
+        draining = self.state is ChannelState.DRAINING
+        if draining:
             self._started_while_draining += 1
-        return self.track(call, site)
+        self.track(call, site)
+        if draining and site.cancel_on_drain:
+            self._interrupt(call, site, self._calls[id(call)][2])
+        return call
+
+    def mark_cancel_on_drain(self, call: Any) -> None:
+        """Marks a call already started as cancel-on-drain (interrupted now if draining).
+
+        Raises:
+            ValueError: ``call`` was not started on this connection (a call that has ended
+                already is accepted: there is nothing left to interrupt).
+        """
+        entry = self._calls.get(id(call))
+        if entry is None or entry[0]() is not call:
+            if call.done():
+                return
+            raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
+        reference, site, started = entry
+        site = site._replace(cancel_on_drain=True)
+        self._calls[id(call)] = (reference, site, started)
+        if self.state is ChannelState.DRAINING:
+            self._interrupt(call, site, started)
 
     def _call_done(self, call: Any) -> None:
         # grpc.aio hands done-callbacks the object it returned (intercepted calls included), also
@@ -186,11 +233,39 @@ class Connection:
             self._drain = loop.create_task(
                 self._run_drain(_monotonic(), self.in_flight.value), name="graceful_grpc drain"
             )
+            if self._draining is not None:
+                self._draining.set()
+            for reference, site, started in list(self._calls.values()):
+                call = reference()
+                if site.cancel_on_drain and call is not None:
+                    self._interrupt(call, site, started)
         elif requested < self._deadline_at:
             self._deadline_at, self._grace = requested, grace
             if self._deadline is not None:
                 self._deadline.reschedule(requested)
         return self._drain
+
+    async def wait_draining(self) -> None:
+        """Returns once the drain has started (at once if it has)."""
+        if self.state is not ChannelState.OPEN:
+            return
+        if self._draining is None:
+            self._draining = asyncio.Event()
+        await self._draining.wait()
+
+    def _interrupt(self, call: Any, site: CallSite, started: float) -> None:
+        """Ends a cancel-on-drain call: its callers get ChannelClosedError, nothing timed out."""
+        if call.done():
+            return
+        reason = Abort(
+            functools.partial(
+                ChannelClosedError,
+                f"graceful_grpc channel is draining: call to {site.method} interrupted "
+                "(cancel_on_drain)",
+            )
+        )
+        if abort(call, reason):
+            self._interrupted.append(CallInfo(site.method, site.kind, _monotonic() - started))
 
     @property
     def drain_task(self) -> asyncio.Task[DrainReport] | None:
@@ -214,13 +289,15 @@ class Connection:
         finally:
             self._deadline = None
             await asyncio.shield(self.raw.close(None))
+        interrupted = tuple(self._interrupted)
         report = DrainReport(
             closed=True,
             drained=not cancelled and not abandoned,
             waited=_monotonic() - started,
-            completed=at_start + self._started_while_draining - len(cancelled),
+            completed=at_start + self._started_while_draining - len(cancelled) - len(interrupted),
             cancelled=cancelled,
             abandoned_holds=abandoned,
+            interrupted=interrupted,
         )
         logger.info("graceful_grpc: drain finished: %s", report.summary())
         _notify(self.drain_listeners, report)
@@ -246,7 +323,9 @@ class Connection:
         cancelled: list[CallInfo] = []
         for reference, site, started in list(self._calls.values()):
             call = reference()
-            if call is not None and not call.done() and abort(call, reason):
+            if call is None or call.done() or aborted(call):  # ended, or interrupted already
+                continue
+            if abort(call, reason):
                 cancelled.append(CallInfo(site.method, site.kind, now - started))
         _log_cancelled(cancelled)
         abandoned = 0
