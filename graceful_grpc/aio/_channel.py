@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
+from operator import methodcaller
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -54,6 +56,9 @@ class GracefulChannel(aio.Channel):
         drain_timeout: float = 30.0,
         admit_during_drain: AdmitPolicy = "held",
         cancel_on_drain: MethodFilter | None = None,
+        factory: Callable[[], aio.Channel] | None = None,
+        max_age: float | None = None,
+        max_age_jitter: float = 0.1,
     ) -> None:
         """Wraps ``channel``, which it then owns (closing the last handle closes it).
 
@@ -67,15 +72,24 @@ class GracefulChannel(aio.Channel):
                 name, or one predicate. Their calls are interrupted the moment the drain starts;
                 their callers get ``ChannelClosedError``, and the report lists them as
                 ``interrupted``.
+            factory: Builds the grpc channel a rotation moves to (``rotate()`` without
+                ``new_channel``, and ``max_age``). It should not share its connection with
+                ``channel`` (grpc shares one TCP connection between channels made with the same
+                target and options): e.g. pass ``("grpc.use_local_subchannel_pool", 1)``.
+            max_age: Rotate every ``max_age * (1 +- max_age_jitter)`` seconds while OPEN (needs a
+                factory); None never rotates by age.
+            max_age_jitter: The relative spread of ``max_age``, in [0, 1).
 
         Raises:
             TypeError: ``channel`` is not a grpc.aio channel, or is already a GracefulChannel
                 (share() it instead: wrapping would drain twice, one drain inside the other).
             ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``;
-                a malformed method name in ``cancel_on_drain``.
+                a malformed method name in ``cancel_on_drain``; ``max_age`` not positive and
+                finite; ``max_age_jitter`` outside [0, 1).
         """
         drain_timeout = _check_options(drain_timeout, admit_during_drain)
         interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")
+        max_age = _check_age(max_age, max_age_jitter, factory)
         if isinstance(channel, GracefulChannel):
             raise TypeError(
                 "channel is already a GracefulChannel; use its share() for another handle"
@@ -88,6 +102,9 @@ class GracefulChannel(aio.Channel):
                 drain_timeout=drain_timeout,
                 admit_during_drain=admit_during_drain,
                 cancel_on_drain=interrupt,
+                factory=factory,
+                max_age=max_age,
+                max_age_jitter=max_age_jitter,
             )
         )
 
@@ -117,6 +134,16 @@ class GracefulChannel(aio.Channel):
     def drain_timeout(self) -> float:
         """The default drain deadline of ``close()``, in seconds."""
         return self._handle.connection.drain_timeout
+
+    @property
+    def connections(self) -> int:
+        """grpc connections open: the current one and old ones still draining after rotations."""
+        return self._handle.connection.connections
+
+    @property
+    def rotations(self) -> int:
+        """Rotations so far (``rotate()`` and ``max_age``)."""
+        return self._handle.connection.rotations
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -209,6 +236,45 @@ class GracefulChannel(aio.Channel):
         handle._handle = Handle(self._handle.connection)
         return handle
 
+    async def rotate(
+        self, new_channel: aio.Channel | None = None, *, grace: float | None = None
+    ) -> DrainReport:
+        """Moves the channel to a new connection; the old one drains on its own and closes.
+
+        From the moment of the call (before it first suspends), every new call on every handle
+        goes to the new connection. Calls in flight finish on the old one, which closes as soon
+        as none is left, or at ``grace``, when its remaining calls are aborted with
+        ``DrainTimeoutError`` exactly as by ``close()``. Holds belong to the channel and carry
+        over. Rotations may overlap; each old connection drains on its own. ``close()`` drains
+        old connections too, under its own deadline.
+
+        Args:
+            new_channel: The grpc.aio channel to move to, which the graceful channel then owns
+                (e.g. built with new credentials); None builds one with the channel's factory
+                (``insecure_channel``/``secure_channel`` arguments, or ``wrap(factory=...)``).
+            grace: Seconds the old connection may drain; None means ``drain_timeout``.
+
+        Returns:
+            The old connection's DrainReport (``abandoned_holds`` is always 0: holds carry over).
+            If the awaiting task is cancelled, the old connection still drains to its deadline.
+
+        Raises:
+            ChannelClosedError: the channel is DRAINING or CLOSED (``new_channel`` is not taken).
+            TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel`` is
+                not a grpc.aio channel, or is a GracefulChannel.
+            ValueError: ``grace`` negative, NaN or infinite.
+        """
+        seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
+        connection = self._handle.connection
+        connection.check_rotatable()
+        if new_channel is None:
+            new_channel = connection.new_raw()
+        elif isinstance(new_channel, GracefulChannel) or not isinstance(new_channel, aio.Channel):
+            raise TypeError(
+                f"new_channel must be a grpc.aio.Channel, got {type(new_channel).__name__}"
+            )
+        return await asyncio.shield(connection.rotate(new_channel, seconds))
+
     async def close(self, grace: float | None = None) -> DrainReport:
         """Closes this handle; the last one to close drains and closes the connection.
 
@@ -268,10 +334,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> UnaryUnaryMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._handle.connection.raw.unary_unary(
-            method, request_serializer, response_deserializer, _registered_method
+        make_raw = methodcaller(
+            "unary_unary", method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryUnaryMultiCallable(self._handle, raw, self._site(method, "unary_unary"))
+        return UnaryUnaryMultiCallable(self._handle, make_raw, self._site(method, "unary_unary"))
 
     def unary_stream(
         self,
@@ -281,10 +347,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> UnaryStreamMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._handle.connection.raw.unary_stream(
-            method, request_serializer, response_deserializer, _registered_method
+        make_raw = methodcaller(
+            "unary_stream", method, request_serializer, response_deserializer, _registered_method
         )
-        return UnaryStreamMultiCallable(self._handle, raw, self._site(method, "unary_stream"))
+        return UnaryStreamMultiCallable(self._handle, make_raw, self._site(method, "unary_stream"))
 
     def stream_unary(
         self,
@@ -294,10 +360,10 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> StreamUnaryMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._handle.connection.raw.stream_unary(
-            method, request_serializer, response_deserializer, _registered_method
+        make_raw = methodcaller(
+            "stream_unary", method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamUnaryMultiCallable(self._handle, raw, self._site(method, "stream_unary"))
+        return StreamUnaryMultiCallable(self._handle, make_raw, self._site(method, "stream_unary"))
 
     def stream_stream(
         self,
@@ -307,10 +373,12 @@ class GracefulChannel(aio.Channel):
         _registered_method: bool | None = False,
     ) -> StreamStreamMultiCallable[Any, Any]:
         """As grpc.aio, with every call tracked by this channel."""
-        raw = self._handle.connection.raw.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
+        make_raw = methodcaller(
+            "stream_stream", method, request_serializer, response_deserializer, _registered_method
         )
-        return StreamStreamMultiCallable(self._handle, raw, self._site(method, "stream_stream"))
+        return StreamStreamMultiCallable(
+            self._handle, make_raw, self._site(method, "stream_stream")
+        )
 
     def __repr__(self) -> str:
         handle = "closed" if self._handle.closed else "open"
@@ -329,6 +397,8 @@ def insecure_channel(
     drain_timeout: float = 30.0,
     admit_during_drain: AdmitPolicy = "held",
     cancel_on_drain: MethodFilter | None = None,
+    max_age: float | None = None,
+    max_age_jitter: float = 0.1,
 ) -> GracefulChannel:
     """Creates an insecure graceful channel; arguments as ``grpc.aio.insecure_channel``.
 
@@ -337,21 +407,34 @@ def insecure_channel(
         options: Channel arguments, as grpc.aio.
         compression: The channel's default compression, as grpc.aio.
         interceptors: grpc.aio client interceptors; they run, and their calls are tracked.
-        drain_timeout: Default drain deadline of ``close()``, in seconds.
+        drain_timeout: Default drain deadline of ``close()`` (and ``rotate()``), in seconds.
         admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
             (from code inside a hold), ``"all"``, or ``"none"``.
         cancel_on_drain: Methods whose calls the drain interrupts as it starts (see
             ``GracefulChannel``).
+        max_age: Rotate to a new connection every ``max_age * (1 +- max_age_jitter)`` seconds
+            while OPEN; None never rotates by age.
+        max_age_jitter: The relative spread of ``max_age``, in [0, 1).
+
+    A rotation builds its grpc channel with these same arguments plus
+    ``("grpc.use_local_subchannel_pool", 1)``, so that it gets a connection of its own (a new
+    handshake, DNS answer and load-balancer pick) rather than grpc's shared one.
 
     Raises:
-        ValueError: bad ``drain_timeout``, ``admit_during_drain`` or ``cancel_on_drain``.
+        ValueError: a bad option value, naming the argument.
         TypeError: bad ``cancel_on_drain``.
     """
-    return _wrap_new(
-        lambda: aio.insecure_channel(target, options, compression, interceptors),
+
+    def build(rotated: bool) -> aio.Channel:
+        return aio.insecure_channel(target, _options(options, rotated), compression, interceptors)
+
+    return _new(
+        build,
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
         cancel_on_drain=cancel_on_drain,
+        max_age=max_age,
+        max_age_jitter=max_age_jitter,
     )
 
 
@@ -365,14 +448,24 @@ def secure_channel(
     drain_timeout: float = 30.0,
     admit_during_drain: AdmitPolicy = "held",
     cancel_on_drain: MethodFilter | None = None,
+    max_age: float | None = None,
+    max_age_jitter: float = 0.1,
 ) -> GracefulChannel:
     """Creates a secure graceful channel; arguments as ``grpc.aio.secure_channel`` and
-    ``insecure_channel``."""
-    return _wrap_new(
-        lambda: aio.secure_channel(target, credentials, options, compression, interceptors),
+    ``insecure_channel``. To rotate to new credentials, pass a new channel to ``rotate()``."""
+
+    def build(rotated: bool) -> aio.Channel:
+        return aio.secure_channel(
+            target, credentials, _options(options, rotated), compression, interceptors
+        )
+
+    return _new(
+        build,
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
         cancel_on_drain=cancel_on_drain,
+        max_age=max_age,
+        max_age_jitter=max_age_jitter,
     )
 
 
@@ -382,34 +475,58 @@ def wrap(
     drain_timeout: float = 30.0,
     admit_during_drain: AdmitPolicy = "held",
     cancel_on_drain: MethodFilter | None = None,
+    factory: Callable[[], aio.Channel] | None = None,
+    max_age: float | None = None,
+    max_age_jitter: float = 0.1,
 ) -> GracefulChannel:
     """Makes an existing grpc.aio channel graceful. The graceful channel takes ownership of it:
     calls must go through the returned channel to be tracked, and closing it closes ``channel``.
-    Options as ``insecure_channel``.
+    Options as ``GracefulChannel``; ``factory`` builds the channel of each rotation.
     """
     return GracefulChannel(
         channel,
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
         cancel_on_drain=cancel_on_drain,
+        factory=factory,
+        max_age=max_age,
+        max_age_jitter=max_age_jitter,
     )
 
 
-def _wrap_new(
-    factory: Callable[[], aio.Channel],
+_LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)
+
+
+def _options(
+    options: Sequence[tuple[str, Any]] | None, rotated: bool
+) -> Sequence[tuple[str, Any]] | None:
+    if not rotated:
+        return options
+    return (*(options or ()), _LOCAL_SUBCHANNEL_POOL)
+
+
+def _new(
+    build: Callable[[bool], aio.Channel],
     *,
     drain_timeout: float,
     admit_during_drain: AdmitPolicy,
     cancel_on_drain: MethodFilter | None,
+    max_age: float | None,
+    max_age_jitter: float,
 ) -> GracefulChannel:
     # Every option is checked before the grpc channel exists: a bad one leaks nothing.
     _check_options(drain_timeout, admit_during_drain)
     compile_method_filter(cancel_on_drain, "cancel_on_drain")
+    factory = functools.partial(build, True)
+    _check_age(max_age, max_age_jitter, factory)
     return wrap(
-        factory(),
+        build(False),
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
         cancel_on_drain=cancel_on_drain,
+        factory=factory,
+        max_age=max_age,
+        max_age_jitter=max_age_jitter,
     )
 
 
@@ -419,3 +536,15 @@ def _check_options(drain_timeout: float, admit_during_drain: str) -> float:
             f"admit_during_drain must be one of {ADMIT_POLICIES}, got {admit_during_drain!r}"
         )
     return check_seconds(drain_timeout, "drain_timeout")
+
+
+def _check_age(max_age: float | None, jitter: float, factory: object) -> float | None:
+    check_seconds(jitter, "max_age_jitter")
+    if jitter >= 1:
+        raise ValueError(f"max_age_jitter must be below 1, got {jitter!r}")
+    if max_age is None:
+        return None
+    seconds = check_seconds(max_age, "max_age", positive=True)
+    if factory is None:
+        raise TypeError("max_age needs a factory to build each new connection: wrap(factory=...)")
+    return seconds

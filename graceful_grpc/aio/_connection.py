@@ -1,11 +1,12 @@
-"""The connection that a channel's handles share, and the one owner of its drain's state machine.
+"""The connection that a channel's handles share, and the one owner of its state machine.
 
 Every decision about the connection's state - admitting a call or a hold, counting calls started
-and finished, deciding that the drain is over, aborting what is left at the deadline, abandoning
-holds - is made here, in synchronous methods that run to completion on the event loop (hold
-releases may come from other threads; they only ever count down). The I/O of closing - waiting for
-the connection to go idle and closing the grpc channel - is separate, in ``_run_drain``, and the
-grpc channel is closed even when the drain itself is cancelled.
+and finished, moving new calls to a new grpc channel (rotation), deciding that a drain is over,
+interrupting cancel-on-drain calls, aborting what is left at a deadline, abandoning holds - is made
+here, in synchronous methods that run to completion on the event loop (hold releases may come from
+other threads; they only ever count down). The I/O - waiting for calls to end and closing grpc
+channels - is separate, in ``_run_drain`` and ``_retire``, and a grpc channel is closed even when
+its drain is cancelled.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from grpc import aio
 
@@ -25,8 +27,9 @@ from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError, DrainTimeoutError
 from ..report import CallInfo, CallKind, DrainReport
 from ..state import ChannelState
-from ._abortable import Abort, abort, aborted
+from ._abortable import Abort
 from ._hold import Hold, is_held
+from ._link import CallSite, Link, LiveCall
 from ._method_filter import MethodPredicate
 
 __all__ = ("AdmitPolicy", "CallSite", "Connection", "Handle")
@@ -36,21 +39,33 @@ logger = logging.getLogger("graceful_grpc")
 AdmitPolicy = Literal["held", "all", "none"]
 ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
 
+ChannelFactory = Callable[[], aio.Channel]
+
 _monotonic = time.monotonic
 
 
-class CallSite(NamedTuple):
-    """What a multicallable calls: recorded with each of its calls, for drain reports.
+def _every(site: CallSite) -> bool:
+    return True
 
-    Attributes:
-        method: The full method name.
-        kind: The call kind.
-        cancel_on_drain: Calls are interrupted when the drain starts (``cancel_on_drain``).
-    """
 
-    method: str
-    kind: CallKind
-    cancel_on_drain: bool = False
+def _cancel_on_drain(site: CallSite) -> bool:
+    return site.cancel_on_drain
+
+
+def _interrupted(why: str) -> Abort:
+    return Abort(
+        functools.partial(
+            ChannelClosedError, f"graceful_grpc channel is draining ({why}): call interrupted"
+        )
+    )
+
+
+def _deadline_passed(grace: float) -> Abort:
+    return Abort(
+        functools.partial(
+            DrainTimeoutError, f"graceful_grpc drain deadline of {grace:g}s passed; call cancelled"
+        )
+    )
 
 
 class Handle:
@@ -77,13 +92,27 @@ class Handle:
         return self.connection.close_handle()
 
 
-class Connection:
-    """One grpc.aio channel shared by one or more handles.
+@dataclass(slots=True)
+class _Retirement:
+    """An old link draining after a rotation."""
 
-    The connection is OPEN while any handle is open; closing the last handle starts the drain.
+    task: asyncio.Task[DrainReport] | None
+    deadline_at: float  # loop time; only ever moved earlier
+    timeout: asyncio.Timeout | None = None
+
+
+class Connection:
+    """The logical channel: one current grpc channel (link), the old ones still draining after
+    rotations, the holds, and the state machine OPEN -> DRAINING -> CLOSED.
+
+    The connection is OPEN while any handle is open; closing the last handle starts the drain of
+    every link under one deadline.
 
     Attributes:
-        cancel_on_drain: Which methods' calls the drain interrupts as it starts, or None.
+        current: The link new calls go to.
+        cancel_on_drain: Which methods' calls a drain interrupts as it starts, or None.
+        factory: Builds the grpc channel of a rotation, or None.
+        rotations: Rotations so far.
     """
 
     def __init__(
@@ -93,20 +122,23 @@ class Connection:
         drain_timeout: float,
         admit_during_drain: AdmitPolicy,
         cancel_on_drain: MethodPredicate | None = None,
+        factory: ChannelFactory | None = None,
+        max_age: float | None = None,
+        max_age_jitter: float = 0.0,
     ) -> None:
-        self.raw = raw
-        self.cancel_on_drain = cancel_on_drain
         self.drain_timeout = drain_timeout
         self.admit_during_drain = admit_during_drain
+        self.cancel_on_drain = cancel_on_drain
+        self.factory = factory
         self.state = ChannelState.OPEN
-        self.in_flight = Counter()
+        self.in_flight = Counter()  # calls on every link
         self.holds = Counter()
         self.idle = ZeroWatch(self.in_flight, self.holds)
+        self.current = Link(raw, self.in_flight)
+        self.rotations = 0
         self.drain_listeners: list[Callable[[DrainReport], object]] = []
+        self._retiring: dict[Link, _Retirement] = {}
         self._open_handles = 0
-        # id(call) -> (weak reference, site, start time). Weak, as grpc.aio's own registry: a call
-        # its owner dropped must stay collectable, so that grpc cancels it on collection.
-        self._calls: dict[int, tuple[weakref.ref[Any], CallSite, float]] = {}
         # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
         self._hold_tokens: dict[int, list[bool]] = {}
         self._drain: asyncio.Task[DrainReport] | None = None
@@ -114,8 +146,23 @@ class Connection:
         self._deadline_at = 0.0  # loop time; only ever moved earlier
         self._grace = 0.0  # the grace that set _deadline_at, for messages
         self._started_while_draining = 0
-        self._interrupted: list[CallInfo] = []
         self._draining: asyncio.Event | None = None  # created by the first wait_draining()
+        self._max_age = max_age
+        self._max_age_jitter = max_age_jitter
+        self._random = random.Random()
+        self._age_timer: asyncio.TimerHandle | None = None
+        if max_age is not None:
+            self._schedule_age_rotation(_loop_of(raw))
+
+    @property
+    def raw(self) -> aio.Channel:
+        """The current grpc channel."""
+        return self.current.raw
+
+    @property
+    def connections(self) -> int:
+        """grpc channels open: the current one (until the drain closes it) and old ones draining."""
+        return len(self._retiring) + (self.state is not ChannelState.CLOSED)
 
     # -- handles -------------------------------------------------------------------------------
 
@@ -156,48 +203,37 @@ class Connection:
         interrupt = self.cancel_on_drain is not None and bool(self.cancel_on_drain(method))
         return CallSite(method, kind, interrupt)
 
-    def track(self, call: Any, site: CallSite) -> Any:
-        """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
-        self.in_flight.incr()
-        self._calls[id(call)] = (weakref.ref(call), site, _monotonic())
-        call.add_done_callback(self._call_done)
-        return call
-
     def track_admitted(self, call: Any, site: CallSite) -> Any:
-        """``track()`` for a call that passed ``admit()``: one the drain's report counts too.
-        A cancel-on-drain call started while draining is interrupted at once."""
+        """Tracks, on the current link, a call that passed ``admit()``: one the drain's report
+        counts too. A cancel-on-drain call started while draining is interrupted at once."""
         draining = self.state is ChannelState.DRAINING
         if draining:
             self._started_while_draining += 1
-        self.track(call, site)
+        link = self.current
+        link.track(call, site)
         if draining and site.cancel_on_drain:
-            self._interrupt(call, site, self._calls[id(call)][2])
+            live = LiveCall(call, site, _monotonic())
+            link.end(live, _interrupted("closing"), link.interrupted)
         return call
 
     def mark_cancel_on_drain(self, call: Any) -> None:
-        """Marks a call already started as cancel-on-drain (interrupted now if draining).
+        """Marks a call already started as cancel-on-drain; interrupted now if its link drains.
 
         Raises:
             ValueError: ``call`` was not started on this connection (a call that has ended
                 already is accepted: there is nothing left to interrupt).
         """
-        entry = self._calls.get(id(call))
-        if entry is None or entry[0]() is not call:
-            if call.done():
-                return
+        for link in (self.current, *self._retiring):
+            live = link.find(call)
+            if live is None:
+                continue
+            site = live.site._replace(cancel_on_drain=True)
+            link.resite(call, site)
+            if link in self._retiring or self.state is not ChannelState.OPEN:
+                link.end(live._replace(site=site), _interrupted("marked"), link.interrupted)
+            return
+        if not call.done():
             raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
-        reference, site, started = entry
-        site = site._replace(cancel_on_drain=True)
-        self._calls[id(call)] = (reference, site, started)
-        if self.state is ChannelState.DRAINING:
-            self._interrupt(call, site, started)
-
-    def _call_done(self, call: Any) -> None:
-        # grpc.aio hands done-callbacks the object it returned (intercepted calls included), also
-        # when it cancels a collected call; an entry is removed before its id can be reused. The
-        # pop makes the count exactly-once; it never raises inside grpc's callback.
-        if self._calls.pop(id(call), None) is not None:
-            self.in_flight.decr()
 
     def hold(self) -> Hold:
         """Takes a hold (admission already checked by the caller)."""
@@ -211,11 +247,111 @@ class Connection:
         self._hold_tokens.pop(id(token), None)
         self.holds.decr()
 
+    # -- rotation ------------------------------------------------------------------------------
+
+    def new_raw(self) -> aio.Channel:
+        """A new grpc channel from the factory.
+
+        Raises:
+            TypeError: there is no factory.
+        """
+        if self.factory is None:
+            raise TypeError(
+                "rotate() needs new_channel: this channel was made with wrap() without a factory"
+            )
+        return self.factory()
+
+    def check_rotatable(self) -> None:
+        """Raises ChannelClosedError unless the connection is OPEN."""
+        if self.state is not ChannelState.OPEN:
+            raise ChannelClosedError(
+                f"cannot rotate a {self.state.value} graceful_grpc channel: it accepts no new "
+                "connection"
+            )
+
+    def rotate(self, raw: aio.Channel, grace: float) -> asyncio.Task[DrainReport]:
+        """From now on new calls go to ``raw``; the old link drains on its own, for at most
+        ``grace`` seconds. Returns the old link's drain.
+
+        Raises:
+            ChannelClosedError: the connection is DRAINING or CLOSED.
+        """
+        self.check_rotatable()
+        loop = asyncio.get_running_loop()
+        old = self.current
+        self.current = Link(raw, self.in_flight)
+        self.rotations += 1
+        at_start = len(old)
+        retirement = _Retirement(None, loop.time() + grace)
+        self._retiring[old] = retirement
+        old.end_all(_interrupted("rotated"), old.interrupted, _cancel_on_drain)
+        retirement.task = loop.create_task(
+            self._retire(old, retirement, grace, at_start), name="graceful_grpc rotation drain"
+        )
+        logger.info(
+            "graceful_grpc: rotated to a new connection (%d); %d calls drain on the old one, "
+            "deadline %.3fs",
+            self.rotations,
+            at_start,
+            grace,
+        )
+        return retirement.task
+
+    async def _retire(
+        self, link: Link, retirement: _Retirement, grace: float, at_start: int
+    ) -> DrainReport:
+        started = _monotonic()
+        try:
+            async with asyncio.timeout_at(retirement.deadline_at) as timeout:
+                retirement.timeout = timeout
+                await link.wait_empty()
+        except TimeoutError:
+            link.end_all(_deadline_passed(grace), link.cancelled, _every)
+            _log_cancelled(link.cancelled)
+        except BaseException:  # the drain itself was cancelled: nothing may stay open
+            link.end_all(_deadline_passed(grace), link.cancelled, _every)
+            raise
+        finally:
+            retirement.timeout = None
+            try:
+                await asyncio.shield(link.raw.close(None))
+            finally:
+                del self._retiring[link]
+        cancelled, interrupted = tuple(link.cancelled), tuple(link.interrupted)
+        report = DrainReport(
+            closed=True,
+            drained=not cancelled,
+            waited=_monotonic() - started,
+            completed=at_start - len(cancelled) - len(interrupted),
+            cancelled=cancelled,
+            abandoned_holds=0,
+            interrupted=interrupted,
+        )
+        logger.info("graceful_grpc: old connection drained: %s", report.summary())
+        _notify(self.drain_listeners, report)
+        return report
+
+    def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._max_age is not None
+        jitter = self._random.uniform(-self._max_age_jitter, self._max_age_jitter)
+        self._age_timer = loop.call_later(self._max_age * (1 + jitter), self._age_rotation_due)
+
+    def _age_rotation_due(self) -> None:
+        self._age_timer = None
+        if self.state is not ChannelState.OPEN:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            self.rotate(self.new_raw(), self.drain_timeout).add_done_callback(_retrieve)
+        except Exception:
+            logger.exception("graceful_grpc: max_age rotation failed; the old connection stays")
+        self._schedule_age_rotation(loop)
+
     # -- the drain -----------------------------------------------------------------------------
 
     def drain(self, grace: float) -> asyncio.Task[DrainReport]:
-        """Starts the drain with deadline ``grace`` seconds from now, or brings a running drain's
-        deadline forward to it (never back). Returns the drain's task."""
+        """Starts the drain of every link with deadline ``grace`` seconds from now, or brings a
+        running drain's deadline forward to it (never back). Returns the drain's task."""
         loop = asyncio.get_running_loop()
         requested = loop.time() + grace
         if self._drain is None:
@@ -224,26 +360,38 @@ class Connection:
             # a shorter grace asked for before the task runs is not lost.
             self.state = ChannelState.DRAINING
             self._deadline_at, self._grace = requested, grace
+            if self._age_timer is not None:
+                self._age_timer.cancel()
+                self._age_timer = None
             logger.info(
                 "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
                 self.in_flight.value,
                 self.holds.value,
                 grace,
             )
+            links = (self.current, *self._retiring)
+            counted = {link: (len(link.cancelled), len(link.interrupted)) for link in links}
             self._drain = loop.create_task(
-                self._run_drain(_monotonic(), self.in_flight.value), name="graceful_grpc drain"
+                self._run_drain(_monotonic(), self.in_flight.value, counted),
+                name="graceful_grpc drain",
             )
             if self._draining is not None:
                 self._draining.set()
-            for reference, site, started in list(self._calls.values()):
-                call = reference()
-                if site.cancel_on_drain and call is not None:
-                    self._interrupt(call, site, started)
+            for link in links:
+                link.end_all(_interrupted("closing"), link.interrupted, _cancel_on_drain)
         elif requested < self._deadline_at:
             self._deadline_at, self._grace = requested, grace
             if self._deadline is not None:
                 self._deadline.reschedule(requested)
+        self._bring_retirements_forward(self._deadline_at)
         return self._drain
+
+    def _bring_retirements_forward(self, when: float) -> None:
+        for retirement in self._retiring.values():
+            if when < retirement.deadline_at:
+                retirement.deadline_at = when
+                if retirement.timeout is not None:
+                    retirement.timeout.reschedule(when)
 
     async def wait_draining(self) -> None:
         """Returns once the drain has started (at once if it has)."""
@@ -253,27 +401,14 @@ class Connection:
             self._draining = asyncio.Event()
         await self._draining.wait()
 
-    def _interrupt(self, call: Any, site: CallSite, started: float) -> None:
-        """Ends a cancel-on-drain call: its callers get ChannelClosedError, nothing timed out."""
-        if call.done():
-            return
-        reason = Abort(
-            functools.partial(
-                ChannelClosedError,
-                f"graceful_grpc channel is draining: call to {site.method} interrupted "
-                "(cancel_on_drain)",
-            )
-        )
-        if abort(call, reason):
-            self._interrupted.append(CallInfo(site.method, site.kind, _monotonic() - started))
-
     @property
     def drain_task(self) -> asyncio.Task[DrainReport] | None:
         """The drain's task, once it has started."""
         return self._drain
 
-    async def _run_drain(self, started: float, at_start: int) -> DrainReport:
-        cancelled: tuple[CallInfo, ...] = ()
+    async def _run_drain(
+        self, started: float, at_start: int, counted: dict[Link, tuple[int, int]]
+    ) -> DrainReport:
         abandoned = 0
         try:
             async with asyncio.timeout_at(self._deadline_at) as deadline:
@@ -282,14 +417,19 @@ class Connection:
                 while not self._close_if_idle():  # held code started work as we woke up
                     await self.idle.wait()
         except TimeoutError:
-            cancelled, abandoned = self._abort()
+            abandoned = self._abort()
         except BaseException:  # the drain itself was cancelled: nothing may stay open
             self._abort()
             raise
         finally:
             self._deadline = None
-            await asyncio.shield(self.raw.close(None))
-        interrupted = tuple(self._interrupted)
+            retiring = [r.task for r in self._retiring.values() if r.task is not None]
+            await asyncio.shield(self.current.raw.close(None))
+            await asyncio.shield(asyncio.gather(*retiring, return_exceptions=True))
+        cancelled = tuple(info for link, (c, _) in counted.items() for info in link.cancelled[c:])
+        interrupted = tuple(
+            info for link, (_, i) in counted.items() for info in link.interrupted[i:]
+        )
         report = DrainReport(
             closed=True,
             drained=not cancelled and not abandoned,
@@ -310,23 +450,16 @@ class Connection:
         self.state = ChannelState.CLOSED
         return True
 
-    def _abort(self) -> tuple[tuple[CallInfo, ...], int]:
-        """At the deadline: refuse new work, cancel what is in flight, abandon the holds."""
+    def _abort(self) -> int:
+        """At the deadline: refuse new work, cancel what is in flight on every link, abandon the
+        holds. Returns how many holds were abandoned."""
         self.state = ChannelState.CLOSED
-        now = _monotonic()
-        reason = Abort(
-            functools.partial(
-                DrainTimeoutError,
-                f"graceful_grpc drain deadline of {self._grace:g}s passed; call cancelled",
-            )
-        )
+        reason = _deadline_passed(self._grace)
         cancelled: list[CallInfo] = []
-        for reference, site, started in list(self._calls.values()):
-            call = reference()
-            if call is None or call.done() or aborted(call):  # ended, or interrupted already
-                continue
-            if abort(call, reason):
-                cancelled.append(CallInfo(site.method, site.kind, now - started))
+        for link in (self.current, *self._retiring):
+            before = len(link.cancelled)
+            link.end_all(reason, link.cancelled, _every)
+            cancelled += link.cancelled[before:]
         _log_cancelled(cancelled)
         abandoned = 0
         for token in list(self._hold_tokens.values()):
@@ -340,7 +473,22 @@ class Connection:
         if abandoned:
             logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
         self.idle.notify()
-        return tuple(cancelled), abandoned
+        return abandoned
+
+
+def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        loop = getattr(raw, "_loop", None)  # grpc.aio channels keep the loop they were made on
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            raise RuntimeError("max_age needs an event loop: create the channel in one") from None
+        return loop
+
+
+def _retrieve(task: asyncio.Task[DrainReport]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failed background drain was logged where it failed
 
 
 def _notify(listeners: list[Callable[[DrainReport], object]], report: DrainReport) -> None:

@@ -7,6 +7,7 @@ the hot path is the handle's ``closed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -29,12 +30,19 @@ MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of 
 
 
 class _Wrapped:
-    __slots__ = ("_handle", "_new_call", "_site")
+    """Starts calls on the connection's current grpc channel, re-binding after a rotation."""
 
-    def __init__(self, handle: Handle, raw: Any, site: CallSite) -> None:
+    __slots__ = ("_handle", "_link", "_make_raw", "_new_call", "_site")
+
+    def __init__(
+        self, handle: Handle, make_raw: Callable[[aio.Channel], Any], site: CallSite
+    ) -> None:
+        """``make_raw(grpc_channel)`` returns grpc's multicallable for this method on it."""
         self._handle = handle
         self._site = site
-        self._new_call = call_factory(raw)
+        self._make_raw = make_raw
+        self._link = handle.connection.current
+        self._new_call = call_factory(make_raw(self._link.raw))
 
     def _start(
         self,
@@ -46,14 +54,18 @@ class _Wrapped:
         compression: grpc.Compression | None,
     ) -> Any:
         handle = self._handle
+        connection = handle.connection
+        if connection.current is not self._link:  # rotated since the last call
+            self._link = connection.current
+            self._new_call = call_factory(self._make_raw(self._link.raw))
         if handle.closed:
-            handle.connection.admit("call")
+            connection.admit("call")
             call = self._new_call(
                 request, timeout, metadata, credentials, wait_for_ready, compression
             )
-            return handle.connection.track_admitted(call, self._site)
+            return connection.track_admitted(call, self._site)
         call = self._new_call(request, timeout, metadata, credentials, wait_for_ready, compression)
-        return handle.connection.track(call, self._site)
+        return self._link.track(call, self._site)
 
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
