@@ -56,9 +56,7 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
     async def Unary(
         self, request: echo_pb2.EchoRequest, context: aio.ServicerContext[object, object]
     ) -> echo_pb2.EchoResponse:
-        self._server.invocations.append(
-            Invocation(tuple(context.invocation_metadata() or ()), context.time_remaining())
-        )
+        self._server.invocations.append(Invocation.of("Unary", request, context))
         await self._behave(request, context)
         self._server.delivered.append(request.message)
         return echo_pb2.EchoResponse(message=request.message)
@@ -66,6 +64,7 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
     async def ServerStream(
         self, request: echo_pb2.EchoRequest, context: aio.ServicerContext[object, object]
     ) -> AsyncIterator[echo_pb2.EchoResponse]:
+        self._server.invocations.append(Invocation.of("ServerStream", request, context))
         behaviour = request.behaviour
         # The stream is established (the client's wait_for_connection() returns) before any delay.
         await context.send_initial_metadata(())
@@ -105,10 +104,36 @@ class _EchoService(echo_pb2_grpc.EchoServicer):
 
 
 class Invocation(NamedTuple):
-    """What the server saw of one Unary call: its metadata, and seconds left to its deadline."""
+    """What the server saw of one Unary or ServerStream call as it arrived.
 
+    Attributes:
+        method: ``"Unary"`` or ``"ServerStream"``.
+        message: The request's message.
+        metadata: The call's metadata.
+        time_remaining: Seconds left to its deadline (None: no deadline).
+        peer: The client's address, e.g. ``ipv4:127.0.0.1:40001``: one per TCP connection.
+    """
+
+    method: str
+    message: str
     metadata: tuple[tuple[str, str | bytes], ...]
     time_remaining: float | None
+    peer: str
+
+    @classmethod
+    def of(
+        cls,
+        method: str,
+        request: echo_pb2.EchoRequest,
+        context: aio.ServicerContext[object, object],
+    ) -> Invocation:
+        return cls(
+            method,
+            request.message,
+            tuple(context.invocation_metadata() or ()),
+            context.time_remaining(),
+            context.peer(),
+        )
 
 
 class EchoServer:
@@ -120,12 +145,25 @@ class EchoServer:
 
     Attributes:
         delivered: Messages of Unary calls answered with OK, in order.
-        invocations: What the server saw of each Unary call as it arrived, in order.
+        invocations: What the server saw of each Unary and ServerStream call as it arrived.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        """Creates the server; ``start()`` (or ``async with``) binds and serves.
+
+        Args:
+            host: The address to bind.
+            port: The port; 0 picks a free one.
+            credentials: Serve TLS with these; None serves plaintext.
+        """
         self._host = host
         self._port = port
+        self._credentials = credentials
         self._server: aio.Server | None = None
         self._bound_port = 0
         self._gates: dict[str, asyncio.Event] = {}
@@ -145,7 +183,11 @@ class EchoServer:
         """Binds and starts serving."""
         server = aio.server(options=SERVER_OPTIONS)
         echo_pb2_grpc.add_EchoServicer_to_server(_EchoService(self), server)
-        self._bound_port = server.add_insecure_port(f"{self._host}:{self._port}")
+        address = f"{self._host}:{self._port}"
+        if self._credentials is None:
+            self._bound_port = server.add_insecure_port(address)
+        else:
+            self._bound_port = server.add_secure_port(address, self._credentials)
         await server.start()
         self._server = server
 
