@@ -101,7 +101,7 @@ matrix: dist
 
 # The core suite against several grpcio releases on $(PYTHON): the oldest we claim (with the
 # oldest protobuf the stubs need), some in between, the newest. The table is in the README.
-GRPCIO_SWEEP ?= 1.63.0:protobuf==5.26.1 1.66.2 1.70.0 1.75.1 1.80.0 1.85.3
+GRPCIO_SWEEP ?= 1.84.0:protobuf==5.26.1 1.84.1 1.84.2 1.85.0 1.85.1 1.85.3
 grpcio-sweep: dist
 	@set -e; for spec in $(GRPCIO_SWEEP); do \
 		version=$${spec%%:*}; extra=$$(echo "$$spec" | cut -s -d: -f2); \

@@ -40,7 +40,7 @@ class OptionalBuildExt(build_ext):
     def run(self) -> None:
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - any build failure means "no extension"
+        except Exception as exc:  # any build failure means "no extension"
             print(_fallback_notice(exc), file=sys.stderr)
 
     def build_extension(self, ext: Extension) -> None:
@@ -48,7 +48,7 @@ class OptionalBuildExt(build_ext):
         ext.extra_compile_args = MSVC_ARGS if msvc else GCC_LIKE_ARGS
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(_fallback_notice(f"{ext.name}: {exc}"), file=sys.stderr)
 
 

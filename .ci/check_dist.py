@@ -40,7 +40,9 @@ def main(dist: Path) -> list[str]:
     if not any(n.startswith("graceful_grpc/_counter.") and n.endswith(".so") for n in wheel_names):
         problems.append("wheel lacks the C extension graceful_grpc/_counter*.so")
     problems += [f"wheel carries {n}" for n in wheel_names if n.endswith(".c")]
-    problems += [f"wheel carries {n}" for n in wheel_names if n.startswith(("tests/", "benchmarks/"))]
+    problems += [
+        f"wheel carries {n}" for n in wheel_names if n.startswith(("tests/", "benchmarks/"))
+    ]
     if not any(n.endswith(".dist-info/licenses/LICENSE") for n in wheel_names):
         problems.append("wheel lacks the LICENSE")
     print(f"{sdist.name}: {len(sdist_names)} files; {wheel.name}: {len(wheel_names)} files")

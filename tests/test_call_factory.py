@@ -85,7 +85,7 @@ def test_disable_variable_forces_the_fallback_with_a_reason() -> None:
     )
     env = {**os.environ, _grpc_internals.DISABLE_VARIABLE: "1"}
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-P", "-c", code], env=env, check=True, capture_output=True, text=True
     )
     assert out.stdout.strip() == f"False|disabled by {_grpc_internals.DISABLE_VARIABLE}"
 
@@ -115,7 +115,7 @@ def fallback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_fallback_wraps_grpcs_multicallable(fallback_only: None) -> None:
     raw_channel = grpc.aio.insecure_channel("127.0.0.1:1")
-    raw = raw_channel.unary_unary(METHOD["unary_unary"])
+    raw: object = raw_channel.unary_unary(METHOD["unary_unary"])
     assert _call_factory.call_factory(raw).__qualname__.startswith("_wrapped_factory.")
     await raw_channel.close()
 

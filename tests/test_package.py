@@ -16,7 +16,13 @@ def _implementation(env_extra: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if k != "GRACEFUL_GRPC_NO_EXTENSIONS"}
     env.update(env_extra)
     out = subprocess.run(
-        [sys.executable, "-c", "import graceful_grpc; print(graceful_grpc.COUNTER_IMPLEMENTATION)"],
+        # -P: the package under test, not a source tree that happens to be the working directory
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "import graceful_grpc; print(graceful_grpc.COUNTER_IMPLEMENTATION)",
+        ],
         env=env,
         check=True,
         capture_output=True,

@@ -7,8 +7,9 @@ grpc.aio's multicallable would pass. Swapping ``__class__`` after construction i
 every later attribute access on the call gets slower. The graceful channel's own registry replaces
 grpc.aio's per-call ``_register_call`` bookkeeping.
 
-This relies on grpc.aio internals, so it serves only grpcio releases verified for it whose relied-on
-source is unchanged (``_grpc_internals``: checked once, at import); anything else takes the fallback.
+This relies on grpc.aio internals, so it serves only the grpcio releases verified for it, and only
+while the relied-on source is unchanged (``_grpc_internals``, checked once at import); anything
+else takes the fallback.
 
 Fallback ("wrapped"): any other multicallable (user interceptors, a ``wrap()``-ed channel of
 another kind) is called as is, and the returned call's class is swapped.
@@ -55,7 +56,7 @@ def _load_direct() -> tuple[dict[type, type] | None, str]:
 
 _DIRECT, DIRECT_REASON = _load_direct()
 DIRECT_AVAILABLE = _DIRECT is not None
-"""Whether calls on grpc.aio's own multicallables take the direct path; ``DIRECT_REASON`` says why."""
+"""Whether grpc.aio's own multicallables take the direct path; ``DIRECT_REASON`` says why."""
 
 
 def call_factory(raw: Any) -> CallFactory:

@@ -10,8 +10,8 @@ about 3% more client CPU per unary call. Everything here runs once, at import.
 
 To verify a new grpcio release: read the functions named in ``RELIED_ON`` in its
 ``grpc/aio/_channel.py``, ``_call.py`` and ``_utils.py`` against ``_call_factory._direct_factory``,
-run the suite with it installed, then add the line ``make grpc-internals`` prints (``status()``) to ``VERIFIED_GRPCIO`` and to the
-README's compatibility table.
+run the suite with it installed, then add the line ``make grpc-internals`` prints (``status()``)
+to ``VERIFIED_GRPCIO`` and to the README's compatibility table.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ RELIED_ON: tuple[tuple[str, str], ...] = (
 
 VERIFIED_GRPCIO: Mapping[str, str] = {
     # grpcio release -> fingerprint() of RELIED_ON in it, read and run through the suite.
+    "1.84.0": "6fff1b2c24b1810f",
+    "1.84.1": "6fff1b2c24b1810f",
+    "1.84.2": "6fff1b2c24b1810f",
+    "1.85.0": "6fff1b2c24b1810f",
+    "1.85.1": "6fff1b2c24b1810f",
+    "1.85.3": "6fff1b2c24b1810f",
 }
 
 
@@ -123,12 +129,11 @@ def reverify_instructions(version: str) -> str:
     )
 
 
-GRPCIO_VERSION: str = grpc.__version__
+GRPCIO_VERSION: str = grpc.__version__  # type: ignore[attr-defined]
 _REFUSAL = refusal(GRPCIO_VERSION)
 DIRECT_PATH_ALLOWED = _REFUSAL is None
 DIRECT_PATH_REASON: str = _REFUSAL or f"grpcio {GRPCIO_VERSION} verified"
 """Why the direct path is on or off, for humans (logs, bug reports, the test that names it)."""
-
 
 
 def status() -> str:
