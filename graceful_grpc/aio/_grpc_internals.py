@@ -29,6 +29,7 @@ import grpc
 __all__ = (
     "DIRECT_PATH_ALLOWED",
     "DIRECT_PATH_REASON",
+    "DISABLE_VARIABLE",
     "GRPCIO_VERSION",
     "RELIED_ON",
     "VERIFIED_GRPCIO",
