@@ -1,22 +1,32 @@
-"""Packaging: which counter is active, and the public surface."""
+"""Packaging: which counter is active, the public surface, declared requirements."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import graceful_grpc
+from graceful_grpc.aio import _grpc_internals
 
 
 def _implementation(env_extra: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if k != "GRACEFUL_GRPC_NO_EXTENSIONS"}
     env.update(env_extra)
     out = subprocess.run(
-        [sys.executable, "-c", "import graceful_grpc; print(graceful_grpc.COUNTER_IMPLEMENTATION)"],
+        # -P: the package under test, not a source tree that happens to be the working directory
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "import graceful_grpc; print(graceful_grpc.COUNTER_IMPLEMENTATION)",
+        ],
         env=env,
         check=True,
         capture_output=True,
@@ -49,3 +59,33 @@ def test_active_implementation_matches_environment() -> None:
 
 def test_py_typed_ships() -> None:
     assert os.path.exists(os.path.join(os.path.dirname(graceful_grpc.__file__), "py.typed"))
+
+
+def _requirements() -> list[str]:
+    return importlib.metadata.requires("graceful-grpc") or []
+
+
+def test_the_core_requires_only_grpcio() -> None:
+    core = [r for r in _requirements() if "extra ==" not in r]
+    assert core == [f"grpcio>={_GRPCIO_FLOOR}"]
+
+
+def test_tenacity_comes_with_the_temporal_extra_only() -> None:
+    tenacity = [r for r in _requirements() if r.startswith("tenacity")]
+    assert tenacity
+    assert all('extra == "temporal"' in r for r in tenacity)
+
+
+_GRPCIO_FLOOR = "1.84"
+
+
+def test_grpcio_floor_is_the_oldest_verified_release() -> None:
+    oldest = min(_grpc_internals.VERIFIED_GRPCIO, key=lambda v: tuple(map(int, v.split("."))))
+    assert oldest.rsplit(".", 1)[0] == _GRPCIO_FLOOR
+
+
+def test_readme_lists_the_verified_grpcio_releases() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    listed = re.search(r"`make grpcio-sweep`: ([0-9., ]+) \(table below\)", readme)
+    assert listed is not None
+    assert [v.strip() for v in listed.group(1).split(",")] == list(_grpc_internals.VERIFIED_GRPCIO)

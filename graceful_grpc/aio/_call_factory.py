@@ -7,8 +7,9 @@ grpc.aio's multicallable would pass. Swapping ``__class__`` after construction i
 every later attribute access on the call gets slower. The graceful channel's own registry replaces
 grpc.aio's per-call ``_register_call`` bookkeeping.
 
-This relies on grpc.aio internals; an import-time check of their shape turns the fast path off
-(falling back to calling grpc's multicallable and swapping the class) if they ever change.
+This relies on grpc.aio internals, so it serves only the grpcio releases verified for it, and only
+while the relied-on source is unchanged (``_grpc_internals``, checked once at import); anything
+else takes the fallback.
 
 Fallback ("wrapped"): any other multicallable (user interceptors, a ``wrap()``-ed channel of
 another kind) is called as is, and the returned call's class is swapped.
@@ -16,41 +17,16 @@ another kind) is called as is, and the returned call's class is swapped.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from ._abortable import abortable_subclass, make_abortable
+from ._grpc_internals import DIRECT_PATH_ALLOWED, DIRECT_PATH_REASON
 
-__all__ = ("CallFactory", "call_factory")
+__all__ = ("DIRECT_AVAILABLE", "DIRECT_REASON", "CallFactory", "call_factory")
 
 CallFactory = Callable[[Any, Any, Any, Any, Any, Any], Any]
 """(request, timeout, metadata, credentials, wait_for_ready, compression) -> call"""
-
-_CALL_INIT_PARAMETERS = [
-    "request",
-    "deadline",
-    "metadata",
-    "credentials",
-    "wait_for_ready",
-    "channel",
-    "method",
-    "request_serializer",
-    "response_deserializer",
-    "loop",
-    "registered_call_handle",
-]
-_MULTICALLABLE_ATTRIBUTES = (
-    "_channel",
-    "_method",
-    "_request_serializer",
-    "_response_deserializer",
-    "_loop",
-    "_registered_call_handle",
-    "_interceptors",
-    "_init_metadata",
-)
-
 
 try:
     from grpc.aio import _call, _channel
@@ -59,42 +35,34 @@ except ImportError:  # grpc.aio's internals moved: the fallback serves every cal
     _call = _channel = None  # type: ignore[assignment]
 
 
-def _load_direct() -> dict[type, type] | None:
-    """grpc.aio multicallable class -> translating subclass of the call class it creates."""
-    if _call is None or _channel is None:
-        return None
+def _load_direct() -> tuple[dict[type, type] | None, str]:
+    """grpc.aio multicallable class -> translating subclass of its call class, and why (not)."""
+    if not DIRECT_PATH_ALLOWED or _call is None or _channel is None:
+        return None, DIRECT_PATH_REASON
     pairs = {
         _channel.UnaryUnaryMultiCallable: _call.UnaryUnaryCall,
         _channel.UnaryStreamMultiCallable: _call.UnaryStreamCall,
         _channel.StreamUnaryMultiCallable: _call.StreamUnaryCall,
         _channel.StreamStreamMultiCallable: _call.StreamStreamCall,
     }
-    for call_class in pairs.values():
-        parameters = list(inspect.signature(call_class).parameters)
-        parameters[0] = "request"  # request / request_iterator: positional either way
-        if parameters != _CALL_INIT_PARAMETERS:
-            return None
     direct: dict[type, type] = {}
     for multicallable_class, call_class in pairs.items():
         subclass = abortable_subclass(call_class)
         if subclass is None:
-            return None
+            return None, f"{call_class.__qualname__} cannot be given the translating subclass"
         direct[multicallable_class] = subclass
-    return direct
+    return direct, DIRECT_PATH_REASON
 
 
-_DIRECT = _load_direct()
+_DIRECT, DIRECT_REASON = _load_direct()
 DIRECT_AVAILABLE = _DIRECT is not None
+"""Whether grpc.aio's own multicallables take the direct path; ``DIRECT_REASON`` says why."""
 
 
 def call_factory(raw: Any) -> CallFactory:
     """Returns the fastest correct way to start calls of grpc multicallable ``raw``."""
     call_class = _DIRECT.get(type(raw)) if _DIRECT is not None else None
-    if (
-        call_class is not None
-        and all(hasattr(raw, name) for name in _MULTICALLABLE_ATTRIBUTES)
-        and not raw._interceptors
-    ):
+    if call_class is not None and not raw._interceptors:
         return _direct_factory(raw, call_class)
     return _wrapped_factory(raw)
 
