@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml setup.py graceful_grpc/_counter.c Makefile
 
 install: $(STAMP)
 
+# `make demo DEMO_ARGS=--metrics` also shows the graceful run's OpenTelemetry metrics.
 demo: $(STAMP)
-	$(PY) -m graceful_grpc demo
+	$(PY) -m graceful_grpc demo $(DEMO_ARGS)
 
 # grpcio-tools and mypy-protobuf are pinned in pyproject.toml so the output is reproducible.
 PROTOC = $(PY) -m grpc_tools.protoc -Iprotos --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
