@@ -7,13 +7,17 @@ import subprocess
 import sys
 
 
-def test_demo_shows_loss_and_fix() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "graceful_grpc", "demo", "--jobs", "6", "--json"],
+def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graceful_grpc", "demo", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_demo_shows_loss_and_fix() -> None:
+    out = run_demo("--jobs", "6", "--json")
     assert out.returncode == 0, out.stderr
     plain, graceful = json.loads(out.stdout)
     assert plain["label"].startswith("grpc.aio close(grace=")
@@ -25,23 +29,13 @@ def test_demo_shows_loss_and_fix() -> None:
 
 
 def test_demo_rejects_bad_options() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "graceful_grpc", "demo", "--jobs", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_demo("--jobs", "0")
     assert out.returncode == 2
     assert "--jobs" in out.stderr
 
 
 def test_demo_metrics_show_the_graceful_run() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "graceful_grpc", "demo", "--jobs", "6", "--json", "--metrics"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_demo("--jobs", "6", "--json", "--metrics")
     assert out.returncode == 0, out.stderr
     plain, graceful = json.loads(out.stdout)
     assert "metrics" not in plain
@@ -59,12 +53,7 @@ def test_demo_metrics_show_the_graceful_run() -> None:
 
 
 def test_demo_metrics_table() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "graceful_grpc", "demo", "--jobs", "2", "--metrics"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_demo("--jobs", "2", "--metrics")
     assert out.returncode == 0, out.stderr
     assert "graceful_grpc metrics (OpenTelemetry, in-memory reader)" in out.stdout
     assert "graceful_grpc.drain.outcome=drained" in out.stdout

@@ -13,6 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from opentelemetry.metrics import (
     CallbackOptions,
@@ -30,6 +31,7 @@ from . import _semconv as names
 __all__ = ("Observed", "SharedInstruments", "instruments_of")
 
 Attributes = dict[str, AttributeValue]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +56,7 @@ class SharedInstruments:
         self._meter = meter
         self._lock = threading.Lock()
         self._observed: weakref.WeakKeyDictionary[object, Observed] = weakref.WeakKeyDictionary()
-        self._channel_instruments: tuple[Histogram, Counter, Counter] | None = None
-        self._rotations: Counter | None = None
-        self._step_duration: Histogram | None = None
+        self._created: dict[str, object] = {}
         meter.create_observable_up_down_counter(
             names.IN_FLIGHT,
             callbacks=[self._observe_in_flight],
@@ -107,50 +107,56 @@ class SharedInstruments:
 
     def drain_instruments(self) -> tuple[Histogram, Counter, Counter]:
         """The drain duration histogram, and the drain calls and abandoned holds counters."""
-        with self._lock:
-            if self._channel_instruments is None:
-                self._channel_instruments = (
-                    self._meter.create_histogram(
-                        names.DRAIN_DURATION,
-                        unit="s",
-                        description="How long each drain of a connection took.",
-                        explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
-                    ),
-                    self._meter.create_counter(
-                        names.DRAIN_CALLS,
-                        unit="{call}",
-                        description="Calls in flight during a drain, by how they ended.",
-                    ),
-                    self._meter.create_counter(
-                        names.ABANDONED_HOLDS,
-                        unit="{hold}",
-                        description="Holds still outstanding at a drain's deadline.",
-                    ),
-                )
-            return self._channel_instruments
+        return self._once(
+            names.DRAIN_DURATION,
+            lambda: (
+                self._meter.create_histogram(
+                    names.DRAIN_DURATION,
+                    unit="s",
+                    description="How long each drain of a connection took.",
+                    explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
+                ),
+                self._meter.create_counter(
+                    names.DRAIN_CALLS,
+                    unit="{call}",
+                    description="Calls in flight during a drain, by how they ended.",
+                ),
+                self._meter.create_counter(
+                    names.ABANDONED_HOLDS,
+                    unit="{hold}",
+                    description="Holds still outstanding at a drain's deadline.",
+                ),
+            ),
+        )
 
     def rotations(self) -> Counter:
         """The rotations counter."""
-        with self._lock:
-            if self._rotations is None:
-                self._rotations = self._meter.create_counter(
-                    names.ROTATIONS,
-                    unit="{rotation}",
-                    description="Times a channel replaced its connection.",
-                )
-            return self._rotations
+        return self._once(
+            names.ROTATIONS,
+            lambda: self._meter.create_counter(
+                names.ROTATIONS,
+                unit="{rotation}",
+                description="Times a channel replaced its connection.",
+            ),
+        )
 
     def step_duration(self) -> Histogram:
         """The shutdown step duration histogram."""
+        return self._once(
+            names.STEP_DURATION,
+            lambda: self._meter.create_histogram(
+                names.STEP_DURATION,
+                unit="s",
+                description="How long each step of a ShutdownSequence took.",
+                explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
+            ),
+        )
+
+    def _once(self, key: str, create: Callable[[], _T]) -> _T:
         with self._lock:
-            if self._step_duration is None:
-                self._step_duration = self._meter.create_histogram(
-                    names.STEP_DURATION,
-                    unit="s",
-                    description="How long each step of a ShutdownSequence took.",
-                    explicit_bucket_boundaries_advisory=names.DURATION_BUCKETS,
-                )
-            return self._step_duration
+            if key not in self._created:
+                self._created[key] = create()
+            return cast(_T, self._created[key])
 
 
 def _summed(readings: Iterable[tuple[int, Attributes]]) -> list[Observation]:
