@@ -93,8 +93,8 @@ def _instructions(mode: str, calls: int, target: str, workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.callgrind", description=__doc__)
-    parser.add_argument("--calls", type=int, nargs=2, default=(1000, 3000), metavar=("N1", "N2"))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per mode and N (median)")
+    parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
+    parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
     parser.add_argument(
         "--child", nargs=3, metavar=("MODE", "CALLS", "TARGET"), help=argparse.SUPPRESS
     )
