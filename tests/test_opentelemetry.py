@@ -511,3 +511,65 @@ asyncio.run(main())
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(out.stdout) == ["graceful_grpc.client.calls.in_flight"]
+
+
+def test_channels_instrumented_before_and_after_the_global_provider_is_set() -> None:
+    # Before set_meter_provider() the global provider is a proxy whose instruments are forwarded
+    # to the real provider once it is set; instruments created on the real provider afterwards
+    # would be duplicates whose callbacks the SDK drops.
+    code = """
+import asyncio, json
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from graceful_grpc import aio
+from graceful_grpc.contrib.opentelemetry import instrument
+
+async def main():
+    before, after, explicit = aio.InFlightTracker(), aio.InFlightTracker(), aio.InFlightTracker()
+    instrument(before, attributes={"when": "before"})
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics.set_meter_provider(provider)
+    instrument(after, attributes={"when": "after"})
+    instrument(explicit, meter_provider=provider, attributes={"when": "explicit"})
+    data = reader.get_metrics_data()
+    print(json.dumps(sorted(p.attributes["when"] for rm in data.resource_metrics
+                            for sm in rm.scope_metrics for m in sm.metrics
+                            for p in m.data.data_points)))
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout) == ["after", "before", "explicit"]
+
+
+def test_explicit_provider_that_later_becomes_global_keeps_its_instruments() -> None:
+    code = """
+import asyncio, json
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from graceful_grpc import aio
+from graceful_grpc.contrib.opentelemetry import instrument
+
+async def main():
+    explicit, default = aio.InFlightTracker(), aio.InFlightTracker()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(explicit, meter_provider=provider, attributes={"when": "explicit"})
+    metrics.set_meter_provider(provider)
+    instrument(default, attributes={"when": "default"})
+    data = reader.get_metrics_data()
+    print(json.dumps(sorted(p.attributes["when"] for rm in data.resource_metrics
+                            for sm in rm.scope_metrics for m in sm.metrics
+                            for p in m.data.data_points)))
+
+asyncio.run(main())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(out.stdout) == ["default", "explicit"]

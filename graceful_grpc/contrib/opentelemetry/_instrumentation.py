@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry.metrics import MeterProvider, get_meter_provider
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
 from ...aio import GracefulChannel, InFlightTracker
@@ -103,7 +103,7 @@ def instrument(
         )
     conventions = names.Conventions.from_env()
     base = {**names.check_attributes(attributes), **conventions.system()}
-    shared = instruments_of(meter_provider or get_meter_provider())
+    shared = instruments_of(meter_provider)
     source = weakref.ref(channel)
     holds = None if isinstance(channel, InFlightTracker) else _reader(source, "holds")
     shared.observe(channel, Observed(_reader(source, "in_flight"), holds, base))
@@ -141,7 +141,7 @@ def instrument_shutdown(
             f"instrument_shutdown() takes a ShutdownSequence, got {type(sequence).__name__}"
         )
     base = names.check_attributes(attributes)
-    histogram = instruments_of(meter_provider or get_meter_provider()).step_duration()
+    histogram = instruments_of(meter_provider).step_duration()
 
     def on_step(result: StepResult) -> None:
         attrs = {**base, names.STEP: result.name, names.STEP_OUTCOME: result.outcome}

@@ -22,6 +22,7 @@ from opentelemetry.metrics import (
     Meter,
     MeterProvider,
     Observation,
+    get_meter_provider,
 )
 from opentelemetry.util.types import AttributeValue
 
@@ -172,14 +173,29 @@ def _summed(readings: Iterable[tuple[int, Attributes]]) -> list[Observation]:
 _by_provider: weakref.WeakKeyDictionary[MeterProvider, SharedInstruments] = (
     weakref.WeakKeyDictionary()
 )
-_by_provider_lock = threading.Lock()
+_global: SharedInstruments | None = None  # those of the global provider, as first obtained
+_lock = threading.Lock()
 
 
-def instruments_of(provider: MeterProvider) -> SharedInstruments:
-    """The shared instruments of ``provider``'s ``graceful_grpc`` meter, created on first use."""
-    with _by_provider_lock:
-        shared = _by_provider.get(provider)
-        if shared is None:
-            meter = provider.get_meter(names.METER_NAME, __version__)
-            shared = _by_provider[provider] = SharedInstruments(meter)
-        return shared
+def instruments_of(provider: MeterProvider | None) -> SharedInstruments:
+    """The shared instruments of a provider's ``graceful_grpc`` meter, created on first use.
+
+    None, or the provider that is currently global, means the global provider. Until the
+    application sets one, that is OpenTelemetry's proxy, whose instruments are forwarded to the
+    real provider once it is set; the proxy's instruments then stay the global ones, because
+    creating them again on the real provider would make duplicates whose callbacks the SDK drops.
+    """
+    global _global
+    with _lock:
+        current = get_meter_provider()
+        if provider is None or provider is current:
+            if _global is None:
+                _global = _by_provider.get(current) or _create(current)
+            return _global
+        return _by_provider.get(provider) or _create(provider)
+
+
+def _create(provider: MeterProvider) -> SharedInstruments:
+    shared = SharedInstruments(provider.get_meter(names.METER_NAME, __version__))
+    _by_provider[provider] = shared
+    return shared
