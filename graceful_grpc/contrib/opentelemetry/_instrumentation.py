@@ -29,7 +29,8 @@ class Instrumentation:
     """What ``instrument()`` or ``instrument_shutdown()`` set up; ``uninstrument()`` undoes it.
 
     Holds its channel, tracker or sequence weakly: instrumenting does not keep it alive, and a
-    channel or tracker that is garbage-collected stops being reported.
+    channel or tracker that is garbage-collected stops being reported (keep the handle you
+    instrumented while its connection is in use). Made by those functions, not directly.
     """
 
     def __init__(self, target: object, undo: list[Callable[[], None]]) -> None:
