@@ -485,9 +485,7 @@ def test_import_without_opentelemetry_api_names_the_extra() -> None:
     assert "opentelemetry-api" in out.stdout
 
 
-def test_default_provider_is_the_global_one() -> None:
-    # The global provider can be set once per process: set it in a child process.
-    code = """
+_CHILD_PROLOGUE = """
 import asyncio, json
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
@@ -495,37 +493,39 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from graceful_grpc import aio
 from graceful_grpc.contrib.opentelemetry import instrument
 
-reader = InMemoryMetricReader()
-metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-
-async def main():
-    tracker = aio.InFlightTracker()
-    instrument(tracker)
+def points(reader):
     data = reader.get_metrics_data()
-    print(json.dumps([m.name for rm in data.resource_metrics for sm in rm.scope_metrics
-                      for m in sm.metrics]))
-
-asyncio.run(main())
+    return [(m.name, dict(p.attributes)) for rm in data.resource_metrics
+            for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points]
 """
+
+
+def run_in_child(main_body: str) -> Any:
+    """Runs ``async def main()`` with ``main_body`` in a fresh process (the global provider can
+    be set once per process); returns what it printed as JSON."""
+    code = f"{_CHILD_PROLOGUE}\nasync def main():\n{main_body}\nasyncio.run(main())\n"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert json.loads(out.stdout) == ["graceful_grpc.client.calls.in_flight"]
+    return json.loads(out.stdout)
+
+
+def test_default_provider_is_the_global_one() -> None:
+    printed = run_in_child("""
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    tracker = aio.InFlightTracker()
+    instrument(tracker)
+    print(json.dumps(points(reader)))
+""")
+    assert printed == [["graceful_grpc.client.calls.in_flight", {"rpc.system": "grpc"}]]
 
 
 def test_channels_instrumented_before_and_after_the_global_provider_is_set() -> None:
     # Before set_meter_provider() the global provider is a proxy whose instruments are forwarded
     # to the real provider once it is set; instruments created on the real provider afterwards
     # would be duplicates whose callbacks the SDK drops.
-    code = """
-import asyncio, json
-from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from graceful_grpc import aio
-from graceful_grpc.contrib.opentelemetry import instrument
-
-async def main():
+    printed = run_in_child("""
     before, after, explicit = aio.InFlightTracker(), aio.InFlightTracker(), aio.InFlightTracker()
     instrument(before, attributes={"when": "before"})
     reader = InMemoryMetricReader()
@@ -533,43 +533,19 @@ async def main():
     metrics.set_meter_provider(provider)
     instrument(after, attributes={"when": "after"})
     instrument(explicit, meter_provider=provider, attributes={"when": "explicit"})
-    data = reader.get_metrics_data()
-    print(json.dumps(sorted(p.attributes["when"] for rm in data.resource_metrics
-                            for sm in rm.scope_metrics for m in sm.metrics
-                            for p in m.data.data_points)))
-
-asyncio.run(main())
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert json.loads(out.stdout) == ["after", "before", "explicit"]
+    print(json.dumps(sorted(attributes["when"] for _, attributes in points(reader))))
+""")
+    assert printed == ["after", "before", "explicit"]
 
 
 def test_explicit_provider_that_later_becomes_global_keeps_its_instruments() -> None:
-    code = """
-import asyncio, json
-from opentelemetry import metrics
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from graceful_grpc import aio
-from graceful_grpc.contrib.opentelemetry import instrument
-
-async def main():
+    printed = run_in_child("""
     explicit, default = aio.InFlightTracker(), aio.InFlightTracker()
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     instrument(explicit, meter_provider=provider, attributes={"when": "explicit"})
     metrics.set_meter_provider(provider)
     instrument(default, attributes={"when": "default"})
-    data = reader.get_metrics_data()
-    print(json.dumps(sorted(p.attributes["when"] for rm in data.resource_metrics
-                            for sm in rm.scope_metrics for m in sm.metrics
-                            for p in m.data.data_points)))
-
-asyncio.run(main())
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert json.loads(out.stdout) == ["default", "explicit"]
+    print(json.dumps(sorted(attributes["when"] for _, attributes in points(reader))))
+""")
+    assert printed == ["default", "explicit"]
