@@ -3,6 +3,7 @@
 N jobs each make a slow RPC, do local work with no RPC in flight, then send a final "report" RPC.
 Mid-way the process sends itself SIGTERM and the handler closes the channel. Run once with plain
 grpc.aio ``close(grace=...)`` and once with graceful_grpc; count the reports the server received.
+With ``--metrics``, also show the graceful run's OpenTelemetry metrics at SIGTERM and after close.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import aio
 from .testing import EchoServer, echo_pb2, echo_pb2_grpc
+
+if TYPE_CHECKING:
+    from ._demo_metrics import DemoMetrics
 
 __all__ = ("DemoResult", "main", "run_demo")
 
@@ -98,8 +102,30 @@ class _NoHold:
         return None
 
 
-async def run_demo(jobs: int = 20, drain_timeout: float = 10.0) -> list[DemoResult]:
-    """Runs the scenario with plain grpc.aio, then with graceful_grpc."""
+async def run_demo(
+    jobs: int = 20, drain_timeout: float = 10.0, metrics: DemoMetrics | None = None
+) -> list[DemoResult]:
+    """Runs the scenario with plain grpc.aio, then with graceful_grpc.
+
+    Args:
+        jobs: Units of work.
+        drain_timeout: The grace of grpc.aio's close, and graceful_grpc's drain deadline.
+        metrics: If given, instruments the graceful channel and reads its metrics at SIGTERM
+            and after the close.
+    """
+
+    def graceful_channel(target: str) -> aio.GracefulChannel:
+        channel = aio.insecure_channel(target, drain_timeout=drain_timeout)
+        return channel if metrics is None else metrics.instrumented(channel)
+
+    async def graceful_close(channel: aio.GracefulChannel) -> object:
+        if metrics is not None:
+            metrics.read("at SIGTERM")
+        report = await channel.close()
+        if metrics is not None:
+            metrics.read("after close")
+        return report
+
     plain = await _scenario(
         f"grpc.aio close(grace={drain_timeout:g})",
         jobs,
@@ -110,8 +136,8 @@ async def run_demo(jobs: int = 20, drain_timeout: float = 10.0) -> list[DemoResu
     graceful = await _scenario(
         "graceful_grpc",
         jobs,
-        lambda target: aio.insecure_channel(target, drain_timeout=drain_timeout),
-        lambda channel: channel.close(),
+        graceful_channel,
+        graceful_close,
         lambda channel: channel.hold(),
     )
     return [plain, graceful]
@@ -148,15 +174,36 @@ def main(argv: list[str] | None = None) -> int:
         "--drain-timeout", type=float, default=10.0, help="close() grace / drain deadline, s"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also show the graceful run's OpenTelemetry metrics (needs opentelemetry-sdk)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if not args.drain_timeout > 0:
         parser.error("--drain-timeout must be positive")
-    results = asyncio.run(run_demo(args.jobs, args.drain_timeout))
+    metrics = _metrics_recorder(parser) if args.metrics else None
+    results = asyncio.run(run_demo(args.jobs, args.drain_timeout, metrics))
     if args.json:
-        print(json.dumps([{**asdict(r), "lost": r.lost} for r in results], indent=2))
+        out: list[dict[str, Any]] = [{**asdict(r), "lost": r.lost} for r in results]
+        if metrics is not None:
+            out[-1]["metrics"] = [row.as_dict() for row in metrics.rows]
+        print(json.dumps(out, indent=2))
     else:
         print(f"{args.jobs} jobs: slow RPC, local work, then a report RPC; SIGTERM mid-way\n")
         print(_table(results))
+        if metrics is not None:
+            print(f"\ngraceful_grpc metrics (OpenTelemetry, in-memory reader)\n\n{metrics.table()}")
     return 0 if results[-1].lost == 0 else 1
+
+
+def _metrics_recorder(parser: argparse.ArgumentParser) -> DemoMetrics:
+    """The recorder for ``--metrics``; exits with a clear message without opentelemetry-sdk."""
+    from ._demo_metrics import DemoMetrics  # only now: the demo itself needs no OpenTelemetry
+
+    try:
+        return DemoMetrics()
+    except ImportError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import callgrind
+from graceful_grpc.testing import EchoServerProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -49,3 +52,17 @@ def test_benchmarks_smoke(tmp_path: Path) -> None:
     assert len(results["targets"]) == 10
     if "skipped" not in results["plot"]:
         assert plot.stat().st_size > 0
+
+
+def test_callgrind_client_runs_every_mode() -> None:
+    # The client each callgrind run executes, without valgrind (which CI need not have).
+    with EchoServerProcess() as server:
+        for mode in callgrind.MODES:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.callgrind", "--child", mode, "3", server.target],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert out.returncode == 0, (mode, out.stderr)

@@ -1,0 +1,143 @@
+"""``python -m benchmarks.callgrind``: instructions per unary call, counted by valgrind's callgrind.
+
+Instruction counts do not depend on the machine's load, so they show a cost of well under 1%
+where CPU time on a shared 2-core machine cannot. Each client mode runs in its own process under
+``valgrind --tool=callgrind`` twice, making N1 and then N2 sequential unary calls (after the same
+warm-up) to an echo server in another process (not under valgrind); (I(N2) - I(N1)) / (N2 - N1)
+is the cost of one call, start-up and shutdown cancelling out. Modes: raw grpc.aio, the graceful
+channel, and the graceful channel instrumented with ``graceful_grpc.contrib.opentelemetry`` on an
+SDK MeterProvider with an in-memory reader attached (collected once, after the calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+__all__ = ("main",)
+
+MODES = ("raw", "graceful", "graceful+otel")
+WARMUP = 200
+
+
+def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], object]]:
+    """The mode's channel, and what to do after the calls (collect metrics, for the otel mode)."""
+    if mode == "raw":
+        return grpc.aio.insecure_channel(target), lambda: None
+    from graceful_grpc import aio
+
+    channel = aio.insecure_channel(target)
+    if mode == "graceful":
+        return channel, lambda: None
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from graceful_grpc.contrib.opentelemetry import instrument
+
+    reader = InMemoryMetricReader()
+    instrument(channel, meter_provider=MeterProvider(metric_readers=[reader]))
+    return channel, reader.get_metrics_data
+
+
+async def _client(mode: str, calls: int, target: str) -> None:
+    from graceful_grpc.testing import echo_pb2, echo_pb2_grpc
+
+    channel, after = _channel(mode, target)
+    stub = echo_pb2_grpc.EchoStub(channel)
+    request = echo_pb2.EchoRequest(message="x")
+    for _ in range(WARMUP):
+        await stub.Unary(request)
+    for _ in range(calls):
+        await stub.Unary(request)
+    after()
+    await channel.close()
+
+
+def _instructions(mode: str, calls: int, target: str, workdir: Path) -> int:
+    """Runs one client under callgrind; returns the instructions it executed."""
+    out = workdir / f"callgrind.{mode}.{calls}.{len(list(workdir.iterdir()))}"
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "benchmarks.callgrind",
+        "--child",
+        mode,
+        str(calls),
+        target,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"no instruction total in {out}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.callgrind", description=__doc__)
+    parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
+    parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("MODE", "CALLS", "TARGET"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        mode, calls, target = args.child
+        asyncio.run(_client(mode, int(calls), target))
+        return 0
+    n1, n2 = args.calls
+    if not 0 <= n1 < n2 or args.repeat < 1:
+        parser.error("need 0 <= N1 < N2 and --repeat >= 1")
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    from graceful_grpc import COUNTER_IMPLEMENTATION
+    from graceful_grpc.testing import EchoServerProcess
+
+    print(
+        f"machine: {platform.platform()}, Python {platform.python_version()}, "
+        f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
+    )
+    print(f"unary calls: N1={n1}, N2={n2} (after {WARMUP} warm-up calls), {args.repeat} runs each")
+    per_call: dict[str, float] = {}
+    with EchoServerProcess() as server, tempfile.TemporaryDirectory() as tmp:
+        for mode in MODES:
+            samples: list[float] = []
+            for _ in range(args.repeat):  # interleaved, so drift affects both counts alike
+                low = _instructions(mode, n1, server.target, Path(tmp))
+                high = _instructions(mode, n2, server.target, Path(tmp))
+                samples.append((high - low) / (n2 - n1))
+            per_call[mode] = statistics.median(samples)
+            spread = ", ".join(f"{s:,.0f}" for s in samples)
+            print(f"  {mode:<14} {per_call[mode]:>10,.0f} instructions/call  (runs: {spread})")
+    raw, graceful, otel = (per_call[m] for m in MODES)
+    print(f"graceful vs raw:                  x{graceful / raw:.4f}")
+    print(f"graceful+otel vs graceful:        x{otel / graceful:.4f}")
+    print(f"graceful+otel vs raw:             x{otel / raw:.4f}")
+    return 0
+
+
+def _main() -> Any:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
