@@ -312,37 +312,22 @@ async def test_a_collected_channel_is_no_longer_reported(
     instrumentation.uninstrument()  # harmless once the channel is gone
 
 
-async def test_rotation_counter_only_when_the_channel_can_rotate(
+async def test_rotations_are_counted(
     echo_server: EchoServer, provider: MeterProvider, reader: InMemoryMetricReader
 ) -> None:
-    class Rotating(aio.GracefulChannel):
-        """Stands in for the rotation hook another issue adds: listeners and a way to fire them."""
-
-        listeners: list[Callable[..., object]]
-
-        def add_rotation_listener(self, listener: Callable[..., object]) -> None:
-            self.listeners.append(listener)
-
-        def remove_rotation_listener(self, listener: Callable[..., object]) -> None:
-            self.listeners.remove(listener)
-
-    plain = aio.insecure_channel(echo_server.target)
-    gotel.instrument(plain, meter_provider=provider)
-    await plain.close()
-    assert "graceful_grpc.client.rotations" not in collect(reader).points
-
-    rotating = Rotating(grpc.aio.insecure_channel(echo_server.target))
-    rotating.listeners = []
-    instrumentation = gotel.instrument(rotating, meter_provider=provider, attributes=TARGET)
-    for listener in list(rotating.listeners):
-        listener(object())
-        listener(object())
+    channel = aio.insecure_channel(echo_server.target)
+    instrumentation = gotel.instrument(channel, meter_provider=provider, attributes=TARGET)
+    await channel.rotate()
+    await channel.rotate()
     metrics = collect(reader)
     assert metrics.value("graceful_grpc.client.rotations", **TARGET, **GRPC) == 2
     assert metrics.units["graceful_grpc.client.rotations"] == "{rotation}"
+    drains = metrics.points["graceful_grpc.client.drain.duration"]
+    assert sum(point.count for _, point in drains) == 2  # each old connection's drain
     instrumentation.uninstrument()
-    assert rotating.listeners == []
-    await rotating.close()
+    await channel.rotate()
+    assert collect(reader).value("graceful_grpc.client.rotations", **TARGET, **GRPC) == 2
+    await channel.close()
 
 
 async def test_instrument_shutdown_records_each_step(

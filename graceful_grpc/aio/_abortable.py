@@ -197,8 +197,9 @@ def _cancel_method(original: Callable[[Any], bool]) -> Any:
     @functools.wraps(original)
     def cancel(self: Any) -> bool:
         cancelled = original(self)
-        if cancelled:
-            self._metadata_sent.set()
+        metadata_sent = getattr(self, "_metadata_sent", None)
+        if cancelled and isinstance(metadata_sent, asyncio.Event):
+            metadata_sent.set()
         return cancelled
 
     return cancel

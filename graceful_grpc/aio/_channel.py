@@ -165,18 +165,17 @@ class GracefulChannel(aio.Channel):
         return await self._handle.connection.idle.wait_for(timeout)
 
     def add_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
-        """Calls ``listener(report)`` once each time a drain of the connection finishes.
+        """Calls ``listener(report)`` once each time a drain finishes: the channel's own drain
+        (``close()``), and the drain of each old connection after a rotation.
 
         Listeners belong to the connection, so every handle shares them. They run on the event
-        loop right after the drain, before ``close()`` returns; an exception from one is logged
-        on logger ``graceful_grpc`` and never raised into ``close()``. Keep them quick.
+        loop right after the drain, before ``close()`` (or ``rotate()``) returns; an exception from
+        one is logged on logger ``graceful_grpc`` and never raised. Keep them quick.
 
         Raises:
             TypeError: ``listener`` is not callable.
         """
-        if not callable(listener):
-            raise TypeError(f"drain listener must be callable, got {listener!r}")
-        self._handle.connection.drain_listeners.append(listener)
+        _add_listener(self._handle.connection.drain_listeners, listener, "drain")
 
     def remove_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
         """Removes a listener added with ``add_drain_listener``.
@@ -184,10 +183,25 @@ class GracefulChannel(aio.Channel):
         Raises:
             ValueError: ``listener`` was not added.
         """
-        try:
-            self._handle.connection.drain_listeners.remove(listener)
-        except ValueError:
-            raise ValueError(f"drain listener {listener!r} was not added") from None
+        _remove_listener(self._handle.connection.drain_listeners, listener, "drain")
+
+    def add_rotation_listener(self, listener: Callable[[int], object]) -> None:
+        """Calls ``listener(rotations)`` at each rotation (``rotate()`` or ``max_age``), as new
+        calls move to the new connection; ``rotations`` counts them so far. Shared by every
+        handle; exceptions are logged, never raised.
+
+        Raises:
+            TypeError: ``listener`` is not callable.
+        """
+        _add_listener(self._handle.connection.rotation_listeners, listener, "rotation")
+
+    def remove_rotation_listener(self, listener: Callable[[int], object]) -> None:
+        """Removes a listener added with ``add_rotation_listener``.
+
+        Raises:
+            ValueError: ``listener`` was not added.
+        """
+        _remove_listener(self._handle.connection.rotation_listeners, listener, "rotation")
 
     def cancel_on_drain(self, call: CallT) -> CallT:
         """Marks a call already started as cancel-on-drain, and returns it.
@@ -492,6 +506,19 @@ def wrap(
         max_age=max_age,
         max_age_jitter=max_age_jitter,
     )
+
+
+def _add_listener(listeners: list[Any], listener: Any, kind: str) -> None:
+    if not callable(listener):
+        raise TypeError(f"{kind} listener must be callable, got {listener!r}")
+    listeners.append(listener)
+
+
+def _remove_listener(listeners: list[Any], listener: Any, kind: str) -> None:
+    try:
+        listeners.remove(listener)
+    except ValueError:
+        raise ValueError(f"{kind} listener {listener!r} was not added") from None
 
 
 _LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from grpc import aio
 
@@ -40,6 +40,7 @@ AdmitPolicy = Literal["held", "all", "none"]
 ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
 
 ChannelFactory = Callable[[], aio.Channel]
+T = TypeVar("T")
 
 _monotonic = time.monotonic
 
@@ -137,6 +138,7 @@ class Connection:
         self.current = Link(raw, self.in_flight)
         self.rotations = 0
         self.drain_listeners: list[Callable[[DrainReport], object]] = []
+        self.rotation_listeners: list[Callable[[int], object]] = []
         self._retiring: dict[Link, _Retirement] = {}
         self._open_handles = 0
         # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
@@ -295,6 +297,7 @@ class Connection:
             at_start,
             grace,
         )
+        _notify(self.rotation_listeners, self.rotations, "rotation")
         return retirement.task
 
     async def _retire(
@@ -328,7 +331,7 @@ class Connection:
             interrupted=interrupted,
         )
         logger.info("graceful_grpc: old connection drained: %s", report.summary())
-        _notify(self.drain_listeners, report)
+        _notify(self.drain_listeners, report, "drain")
         return report
 
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -440,7 +443,7 @@ class Connection:
             interrupted=interrupted,
         )
         logger.info("graceful_grpc: drain finished: %s", report.summary())
-        _notify(self.drain_listeners, report)
+        _notify(self.drain_listeners, report, "drain")
         return report
 
     def _close_if_idle(self) -> bool:
@@ -491,13 +494,13 @@ def _retrieve(task: asyncio.Task[DrainReport]) -> None:
         task.exception()  # retrieved: a failed background drain was logged where it failed
 
 
-def _notify(listeners: list[Callable[[DrainReport], object]], report: DrainReport) -> None:
-    """Calls each drain listener; a listener's exception is logged, never raised into close()."""
+def _notify(listeners: list[Callable[[T], object]], event: T, kind: str) -> None:
+    """Calls each listener; a listener's exception is logged, never raised."""
     for listener in tuple(listeners):
         try:
-            listener(report)
+            listener(event)
         except Exception:
-            logger.exception("graceful_grpc: drain listener %r failed", listener)
+            logger.exception("graceful_grpc: %s listener %r failed", kind, listener)
 
 
 def _log_cancelled(cancelled: list[CallInfo]) -> None:

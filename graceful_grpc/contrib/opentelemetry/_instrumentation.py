@@ -74,8 +74,9 @@ def instrument(
     drain, ``graceful_grpc.drain.outcome`` = ``drained`` / ``deadline``),
     ``graceful_grpc.client.drain.calls`` (``graceful_grpc.drain.result`` = ``completed`` /
     ``cancelled`` / ``interrupted``, the latter two with the method),
-    ``graceful_grpc.client.drain.abandoned_holds``, and ``graceful_grpc.client.rotations`` once
-    the channel can rotate its connection. A tracker has only the in-flight gauge.
+    ``graceful_grpc.client.drain.abandoned_holds``, and ``graceful_grpc.client.rotations``
+    (the drains include each old connection's after a rotation). A tracker has only the
+    in-flight gauge.
 
     A channel is one handle on its connection: instrument one handle per connection (handles
     made with ``share()`` share the connection's counters and drains, so instrumenting two would
@@ -111,8 +112,7 @@ def instrument(
     undo: list[Callable[[], None]] = [lambda: shared.forget(source())]
     if isinstance(channel, GracefulChannel):
         undo += _listen_to_drains(channel, shared, base, conventions)
-        if hasattr(channel, "add_rotation_listener"):
-            undo += _listen_to_rotations(channel, shared, base)
+        undo += _listen_to_rotations(channel, shared, base)
     return Instrumentation(channel, undo)
 
 
@@ -200,10 +200,10 @@ def _listen_to_rotations(
 ) -> list[Callable[[], None]]:
     rotations = shared.rotations()
 
-    def on_rotation(*_event: object) -> None:
+    def on_rotation(_rotations: int) -> None:
         rotations.add(1, base)
 
-    getattr(channel, "add_rotation_listener")(on_rotation)  # noqa: B009 - not in every version
+    channel.add_rotation_listener(on_rotation)
     return [_remover(channel, "remove_rotation_listener", on_rotation)]
 
 
