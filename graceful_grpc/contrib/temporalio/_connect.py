@@ -19,6 +19,8 @@ from ._service_client import GracefulServiceClient
 __all__ = ("connect",)
 
 _ConnectNext = Callable[[ConnectConfig], Awaitable[ServiceClient]]
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ConnectConfig))
+_CONNECT_ARGUMENTS = frozenset(inspect.signature(temporalio.client.Client.connect).parameters)
 
 
 async def connect(
@@ -57,17 +59,15 @@ async def connect(
         RuntimeError: ``lazy=False`` and the server cannot be reached, or ``rpc_metadata`` is
             invalid ("Failed client connect: ...", as the built-in client).
     """
-    config_fields = {f.name for f in dataclasses.fields(ConnectConfig)}
-    accepted = set(inspect.signature(temporalio.client.Client.connect).parameters) - {"cls"}
-    unknown = set(options) - accepted
+    unknown = set(options) - _CONNECT_ARGUMENTS - {"target_host"}
     if unknown:
         raise TypeError(f"connect() got unexpected keyword arguments: {sorted(unknown)}")
     config = ConnectConfig(
         target_host=target_host,
-        **{k: v for k, v in options.items() if k in config_fields and k != "identity"},
+        **{k: v for k, v in options.items() if k in _CONFIG_FIELDS and k != "identity"},
         identity=options.get("identity") or "",
     )
-    client_options = {k: v for k, v in options.items() if k not in config_fields}
+    client_options = {k: v for k, v in options.items() if k not in _CONFIG_FIELDS}
     plugins = client_options.get("plugins", [])
 
     async def connect_graceful(config: ConnectConfig) -> ServiceClient:
