@@ -6,30 +6,15 @@ import asyncio
 import base64
 import contextlib
 
+from .local_proxy import LocalProxy
 
-class ConnectProxy:
+
+class ConnectProxy(LocalProxy):
     def __init__(self, credentials: tuple[str, str]) -> None:
+        super().__init__()
         token = base64.b64encode(":".join(credentials).encode()).decode()
         self._expected_auth = f"basic {token}".lower()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.tunnels: list[str] = []
-        self.port = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
