@@ -9,23 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from .local_proxy import LocalProxy
 
-class StallingProxy:
+
+class StallingProxy(LocalProxy):
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        super().__init__()
         self._upstream = (upstream_host, upstream_port)
-        self._server: asyncio.Server | None = None
         self._flowing = asyncio.Event()
         self._flowing.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     def stall(self) -> None:
         """Stop forwarding what clients send."""
@@ -33,15 +25,6 @@ class StallingProxy:
 
     def resume(self) -> None:
         self._flowing.set()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)

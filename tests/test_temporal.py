@@ -66,6 +66,7 @@ def test_public_exports_are_locked() -> None:
         "MAX_MESSAGE_BYTES",
         "RETRYABLE_CODES",
         "GracefulServiceClient",
+        "GrpcForkSupportWarning",
         "RpcMethod",
         "TemporalBackoff",
         "channel_options",

@@ -141,6 +141,39 @@ async def test_metadata_and_api_key_updates_apply_to_later_calls(
     assert "authorization" not in frontend.calls[-1].metadata
 
 
+async def test_explicit_authorization_wins_over_the_api_key(
+    frontend: FakeFrontend, client: GracefulServiceClient
+) -> None:
+    await client.check_health(metadata={"Authorization": "Basic per-call"})
+    assert frontend.calls[-1].metadata["authorization"] == "Basic per-call"
+    client.update_rpc_metadata({"authorization": "Basic client"})
+    await client.check_health()
+    assert frontend.calls[-1].metadata["authorization"] == "Basic client"
+    await client.check_health(metadata={"authorization": "Basic per-call"})
+    assert frontend.calls[-1].metadata["authorization"] == "Basic per-call"
+
+
+async def test_rejected_metadata_update_keeps_the_headers_in_force(
+    frontend: FakeFrontend, client: GracefulServiceClient
+) -> None:
+    with pytest.raises(ValueError, match="expected str"):
+        client.update_rpc_metadata({"x-team": b"bytes"})
+    with pytest.raises(TypeError):
+        client.update_rpc_metadata({"x-team": 5})  # type: ignore[dict-item]
+    await client.check_health()
+    assert frontend.calls[-1].metadata["x-team"] == "payments"
+
+
+async def test_invalid_call_metadata_never_reaches_grpc(
+    frontend: FakeFrontend, client: GracefulServiceClient
+) -> None:
+    for metadata in ({"x-a": b"bytes"}, {"x-a-bin": "str"}, {"x-a": "caf\u00e9"}, {"x!": "v"}):
+        with pytest.raises(ValueError, match="nvalid metadata"):
+            await client.check_health(metadata=metadata)
+    assert frontend.calls == []
+    assert client.channel.in_flight == 0
+
+
 # -- timeouts and limits ----------------------------------------------------------------------
 
 

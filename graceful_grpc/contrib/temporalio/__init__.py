@@ -5,8 +5,10 @@ plugs in at ``temporalio.service.ServiceClient``, so client calls - starting and
 workflows, completing activities asynchronously - get graceful_grpc's shutdown guarantees.
 """
 
-from ._connect import MAX_MESSAGE_BYTES, channel_options, connect
+from ._connect import connect
+from ._fork import GrpcForkSupportWarning
 from ._methods import RpcMethod, method_table
+from ._options import MAX_MESSAGE_BYTES, channel_options
 from ._retry import RETRYABLE_CODES, TemporalBackoff
 from ._service_client import DEFAULT_LONG_POLL_TIMEOUT, DEFAULT_TIMEOUT, GracefulServiceClient
 
@@ -16,6 +18,7 @@ __all__ = (
     "MAX_MESSAGE_BYTES",
     "RETRYABLE_CODES",
     "GracefulServiceClient",
+    "GrpcForkSupportWarning",
     "RpcMethod",
     "TemporalBackoff",
     "channel_options",

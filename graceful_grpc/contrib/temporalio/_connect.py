@@ -1,100 +1,111 @@
-"""connect(): a temporalio Client whose RPCs run over a graceful channel."""
+"""connect(): ``temporalio.client.Client.connect`` with every client RPC on a graceful channel."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
+import temporalio.api.workflowservice.v1 as workflow_service
 import temporalio.client
 import temporalio.service
-from temporalio.service import ConnectConfig, TLSConfig
+from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
-from ... import aio
+from . import _fork
+from ._options import channel_factory
 from ._service_client import GracefulServiceClient
 
-__all__ = ("MAX_MESSAGE_BYTES", "channel_options", "connect")
+__all__ = ("connect",)
 
-MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-"""Message size limit of the built-in client (grpc.aio's default receive limit is 4 MiB)."""
-
-
-def channel_options() -> list[tuple[str, Any]]:
-    """grpc channel arguments matching the built-in client's limits and keepalive."""
-    return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 15_000),
-    ]
-
-
-def _credentials(tls: TLSConfig | bool) -> tuple[grpc.ChannelCredentials, list[tuple[str, Any]]]:
-    if isinstance(tls, TLSConfig):
-        credentials = grpc.ssl_channel_credentials(  # type: ignore[no-untyped-call]
-            root_certificates=tls.server_root_ca_cert,
-            private_key=tls.client_private_key,
-            certificate_chain=tls.client_cert,
-        )
-        override = [("grpc.ssl_target_name_override", tls.domain)] if tls.domain else []
-        return credentials, override
-    return grpc.ssl_channel_credentials(), []  # type: ignore[no-untyped-call]
+_ConnectNext = Callable[[ConnectConfig], Awaitable[ServiceClient]]
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(ConnectConfig))
+_CONNECT_ARGUMENTS = frozenset(inspect.signature(temporalio.client.Client.connect).parameters)
 
 
 async def connect(
-    target: str,
+    target_host: str,
     *,
-    namespace: str = "default",
     drain_timeout: float = 30.0,
-    tls: bool | TLSConfig = False,
-    api_key: str | None = None,
-    rpc_metadata: Mapping[str, str | bytes] | None = None,
-    identity: str | None = None,
     worker_support: bool = False,
-    **client_options: Any,
+    **options: Any,
 ) -> temporalio.client.Client:
-    """Connects a temporalio Client whose every client RPC runs over a ``GracefulChannel``.
+    """``temporalio.client.Client.connect`` whose client RPCs run over graceful channels.
+
+    Accepts every argument of the installed temporalio's ``Client.connect`` with the same
+    meaning: ``tls=None`` turns TLS on when ``api_key`` is given, ``retry_config``,
+    ``keep_alive_config``, ``http_connect_proxy_config``, ``grpc_compression`` and
+    ``dns_load_balancing_config`` shape the graceful channel, ``plugins`` run their
+    ``configure_client`` and ``connect_service_client`` hooks, ``lazy=False`` (the default)
+    checks the connection now. Settings grpc cannot honour (``connect_timeout``,
+    ``TLSConfig.verification_server_name``, a target URL) raise ``ValueError`` saying why.
 
     Args:
-        target: ``host:port`` of the Temporal frontend.
-        namespace: The client's namespace.
-        drain_timeout: Default drain deadline of the channel's ``close()``, in seconds.
-        tls: False for plaintext, True for TLS with system roots, or a ``TLSConfig``.
-        api_key: Sent as ``authorization: Bearer <api_key>``.
-        rpc_metadata: Headers sent with every call.
-        identity: The client identity (temporalio's default when None).
-        worker_support: Also connect a temporalio bridge client, so that
+        target_host: ``host:port`` of the Temporal frontend.
+        drain_timeout: Default drain deadline of the graceful channels' ``close()``, in seconds.
+        worker_support: Also connect a temporalio bridge client (with the same config, so
+            ``runtime``, ``lazy`` and the rest apply to it), so that
             ``temporalio.worker.Worker(client, ...)`` runs on the returned client. The worker's
-            own polls, task completions and heartbeats then use that bridge connection; client
-            calls (starting workflows, async activity completion, ``activity.client()``) use the
-            graceful channel.
-        **client_options: Passed to ``temporalio.client.Client`` (data_converter, interceptors,
-            ...).
+            own polls, task completions and heartbeats, and eager workflow starts, use that
+            bridge connection; other client calls use the graceful channels.
+        **options: The other arguments of ``temporalio.client.Client.connect``.
 
     Returns:
-        The client; ``client.service_client.channel`` is the graceful channel to close last.
+        The client; ``client.service_client`` is a ``GracefulServiceClient`` (close it last).
+
+    Raises:
+        TypeError: an argument ``Client.connect`` does not take.
+        ValueError: a setting the graceful channel cannot honour.
+        RuntimeError: ``lazy=False`` and the server cannot be reached, or ``rpc_metadata`` is
+            invalid ("Failed client connect: ...", as the built-in client).
     """
+    unknown = set(options) - _CONNECT_ARGUMENTS - {"target_host"}
+    if unknown:
+        raise TypeError(f"connect() got unexpected keyword arguments: {sorted(unknown)}")
     config = ConnectConfig(
-        target_host=target,
-        api_key=api_key,
-        tls=tls,
-        rpc_metadata=dict(rpc_metadata or {}),
-        identity=identity or "",
+        target_host=target_host,
+        **{k: v for k, v in options.items() if k in _CONFIG_FIELDS and k != "identity"},
+        identity=options.get("identity") or "",
     )
-    options = channel_options()
-    if tls:
-        credentials, extra = _credentials(tls)
-        channel = aio.secure_channel(
-            target, credentials, options + extra, drain_timeout=drain_timeout
-        )
-    else:
-        channel = aio.insecure_channel(target, options, drain_timeout=drain_timeout)
-    worker_client = None
+    client_options = {k: v for k, v in options.items() if k not in _CONFIG_FIELDS}
+    plugins = client_options.get("plugins", [])
+
+    async def connect_graceful(config: ConnectConfig) -> ServiceClient:
+        return await _connect_service_client(config, drain_timeout, worker_support)
+
+    next_function: _ConnectNext = connect_graceful
+    for plugin in reversed(plugins):
+        next_function = _chained(plugin, next_function)
+    service_client = await next_function(config)
+    return temporalio.client.Client(service_client, **client_options)
+
+
+def _chained(plugin: Any, next_function: _ConnectNext) -> _ConnectNext:
+    async def connect_through_plugin(config: ConnectConfig) -> ServiceClient:
+        service_client: ServiceClient = await plugin.connect_service_client(config, next_function)
+        return service_client
+
+    return connect_through_plugin
+
+
+async def _connect_service_client(
+    config: ConnectConfig, drain_timeout: float, worker_support: bool
+) -> GracefulServiceClient:
+    factory = channel_factory(config, drain_timeout)
     try:
+        worker_client = None
         if worker_support:
-            worker_client = await temporalio.service.ServiceClient.connect(config)
-        service_client = GracefulServiceClient(config, channel, worker_service_client=worker_client)
-        return temporalio.client.Client(service_client, namespace=namespace, **client_options)
-    except BaseException:
-        await channel.close(grace=0)
-        raise
+            worker_client = await ServiceClient.connect(config)
+            _fork.warn()
+        service_client = GracefulServiceClient(config, factory, worker_service_client=worker_client)
+    except ValueError as error:  # invalid rpc_metadata, as the built-in client reports it
+        raise RuntimeError(f"Failed client connect: Invalid headers: {error}") from error
+    if not config.lazy:
+        try:
+            await service_client.workflow_service.get_system_info(
+                workflow_service.GetSystemInfoRequest(), retry=True
+            )
+        except RPCError as error:
+            await service_client.close(grace=0)
+            raise RuntimeError(f"Failed client connect: {error}") from error
+    return service_client

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 import tenacity
+from temporalio.service import RetryConfig
 from tenacity import RetryCallState
 
 from ...errors import ChannelClosedError
@@ -66,11 +67,27 @@ class TemporalBackoff(tenacity.wait.wait_base):
         return wait
 
 
-def retrying(*, max_attempts: int = 10, max_elapsed: float = 10.0) -> tenacity.AsyncRetrying:
-    """A fresh AsyncRetrying with the built-in client's policy."""
+def retrying(config: RetryConfig | None = None) -> tenacity.AsyncRetrying:
+    """A fresh AsyncRetrying with the built-in client's policy, or ``config``'s when given."""
+    elapsed: float | None
+    if config is None:
+        backoff, attempts, elapsed = TemporalBackoff(), 10, 10.0
+    else:
+        backoff = TemporalBackoff(
+            initial=config.initial_interval_millis / 1000,
+            multiplier=config.multiplier,
+            randomization=config.randomization_factor,
+            max_interval=config.max_interval_millis / 1000,
+        )
+        attempts = config.max_retries
+        elapsed_ms = config.max_elapsed_time_millis
+        elapsed = None if elapsed_ms is None else elapsed_ms / 1000
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(attempts)
+    if elapsed is not None:
+        stop = stop | tenacity.stop_after_delay(elapsed)
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(should_retry),
-        wait=TemporalBackoff(),
-        stop=tenacity.stop_after_attempt(max_attempts) | tenacity.stop_after_delay(max_elapsed),
+        wait=backoff,
+        stop=stop,
         reraise=True,
     )
