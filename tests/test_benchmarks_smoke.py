@@ -66,3 +66,17 @@ def test_callgrind_client_runs_every_mode() -> None:
                 timeout=120,
             )
             assert out.returncode == 0, (mode, out.stderr)
+
+
+def test_rotation_benchmark_smoke() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.rotation"]
+        + ["--rounds", "1", "--seconds", "0.3", "--rotations", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rotating every 100 ms vs none" in out.stdout
+    assert "rotate() to the first call completed on the new connection" in out.stdout
