@@ -266,6 +266,8 @@ async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers
         ), outcomes
         assert answered_in < 0.1, answered_in
         assert len(report.cancelled) == len({id(t) for t in waiting.values()})
+        # the abort's wake-up left no cancel request behind in the callers' tasks
+        assert {name: t.cancelling() for name, t in waiting.items() if t.cancelling()} == {}
 
 
 def _outcome(task: asyncio.Task[Any]) -> str:

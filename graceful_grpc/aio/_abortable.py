@@ -106,8 +106,15 @@ def _enter(call: Any) -> tuple[asyncio.Task[Any] | None, int]:
 
 
 def _leave(call: Any, task: asyncio.Task[Any] | None) -> None:
-    if task is not None:
-        getattr(call, _WAITERS).discard(task)
+    if task is None:
+        return
+    getattr(call, _WAITERS).discard(task)
+    reason: Abort | None = getattr(call, _ABORT)
+    if reason is not None and task in reason.woken:
+        # Woken by the abort, yet grpc returned normally (it absorbed the cancellation): take
+        # back the cancel request, or the task's later asyncio.timeout() would misread it.
+        reason.woken.discard(task)
+        task.uncancel()
 
 
 def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
