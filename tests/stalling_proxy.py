@@ -1,7 +1,9 @@
-"""A TCP proxy on 127.0.0.1 that can be told to stall: the one fault-injection fake of the suite.
+"""A TCP proxy on 127.0.0.1 that can be told to stall: the suite's fake for a network that stops
+delivering.
 
-While stalled it stops forwarding client-to-server bytes, so an RPC sent through it stays in flight
-for as long as the test wants.
+``stall()`` stops forwarding client-to-server bytes, so an RPC sent through it stays in flight for
+as long as the test wants; ``freeze()`` stops both directions (a peer that stops mid-stream). A
+proxy made with ``forward=False`` accepts connections and forwards nothing at all, ever.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import contextlib
 
 
 class StallingProxy:
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *, forward: bool = True) -> None:
         self._upstream = (upstream_host, upstream_port)
+        self._forward = forward
         self._server: asyncio.Server | None = None
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._to_server = asyncio.Event()
+        self._to_server.set()
+        self._to_client = asyncio.Event()
+        self._to_client.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.accepted = asyncio.Event()
         self.port = 0
 
     @property
@@ -29,10 +36,16 @@ class StallingProxy:
 
     def stall(self) -> None:
         """Stop forwarding what clients send."""
-        self._flowing.clear()
+        self._to_server.clear()
+
+    def freeze(self) -> None:
+        """Stop forwarding in both directions, mid-stream."""
+        self._to_server.clear()
+        self._to_client.clear()
 
     def resume(self) -> None:
-        self._flowing.set()
+        self._to_server.set()
+        self._to_client.set()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -40,23 +53,33 @@ class StallingProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
         if self._server is not None:
-            await self._server.wait_closed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), timeout=5)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        self.accepted.set()
+        if not self._forward:
+            return  # the connection stays open; nothing is read, nothing is forwarded
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        for source, sink, gated in ((reader, up_writer, True), (up_reader, writer, False)):
-            task = asyncio.create_task(self._pump(source, sink, gated))
+        self._writers.append(up_writer)
+        for source, sink, flowing in (
+            (reader, up_writer, self._to_server),
+            (up_reader, writer, self._to_client),
+        ):
+            task = asyncio.create_task(self._pump(source, sink, flowing))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _pump(
-        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, gated: bool
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, flowing: asyncio.Event
     ) -> None:
         try:
             while data := await source.read(65536):
-                if gated:
-                    await self._flowing.wait()
+                await flowing.wait()
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
