@@ -54,11 +54,25 @@ STATE_ORDER = {ChannelState.OPEN: 0, ChannelState.DRAINING: 1, ChannelState.CLOS
 STEP_TIMEOUT = 5.0  # bounds every await of a rule; far above what a correct step takes
 
 
-class PassingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Passes every unary call on unchanged: puts unary calls on the intercepted (fallback) path."""
+class PassingInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Passes every call on unchanged: puts the calls on the intercepted (fallback) path."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(details, request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(details, requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(details, requests)
 
 
 async def _requests(request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoRequest]:
