@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from types import TracebackType
 
 
 class StallingProxy:
@@ -26,9 +27,28 @@ class StallingProxy:
         self.accepted = asyncio.Event()
         self.port = 0
 
+    @classmethod
+    def to(cls, target: str, *, forward: bool = True) -> StallingProxy:
+        """A proxy to ``host:port``; use it as ``async with`` (started, then resumed and closed)."""
+        host, port = target.rsplit(":", 1)
+        return cls(host, int(port), forward=forward)
+
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> StallingProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.resume()
+        await self.close()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,9 +38,9 @@ from hypothesis.stateful import (
 
 from graceful_grpc import ChannelClosedError, ChannelState, DrainReport, DrainTimeoutError, aio
 from graceful_grpc.aio import GracefulChannel, Hold
-from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
+from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS
+from .calls import KINDS, PassingInterceptor, finish, start
 
 T = TypeVar("T")
 
@@ -52,54 +53,6 @@ BAD_METADATA: dict[str, Any] = {
 GRACES = (0.0, 0.05, 0.1, 0.2)
 STATE_ORDER = {ChannelState.OPEN: 0, ChannelState.DRAINING: 1, ChannelState.CLOSED: 2}
 STEP_TIMEOUT = 5.0  # bounds every await of a rule; far above what a correct step takes
-
-
-class PassingInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Passes every call on unchanged: puts the calls on the intercepted (fallback) path."""
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(details, request)
-
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(details, request)
-
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(details, requests)
-
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(details, requests)
-
-
-async def _requests(request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoRequest]:
-    yield request
-
-
-def start_call(
-    channel: GracefulChannel, kind: str, behaviour: echo_pb2.Behaviour, metadata: Any
-) -> Any:
-    stub = echo_pb2_grpc.EchoStub(channel)
-    request = echo_pb2.EchoRequest(message="m", behaviour=behaviour)
-    if kind == "unary_unary":
-        return stub.Unary(request, metadata=metadata)
-    if kind == "unary_stream":
-        return stub.ServerStream(request, metadata=metadata)
-    if kind == "stream_unary":
-        return stub.ClientStream(_requests(request), metadata=metadata)
-    return stub.BidiStream(_requests(request), metadata=metadata)
-
-
-async def await_call(call: Any, kind: str) -> None:
-    """What a caller does: awaits the response, or reads the whole stream."""
-    if kind in ("unary_unary", "stream_unary"):
-        await call
-    else:
-        async for _ in call:
-            pass
 
 
 @dataclass(eq=False)
@@ -119,7 +72,7 @@ class ModelCall:
     kind: str
     mode: str  # "gate": in flight until the model opens its gate; "delay": finishes soon; "bad"
     call: Any
-    caller: asyncio.Task[None]
+    caller: asyncio.Task[Any]
     gate: str = ""
     owner_cancelled: bool = False
     during_drain: bool = False  # admitted while the connection was DRAINING
@@ -138,7 +91,8 @@ class Drain:
     admitted: list[ModelCall] = field(default_factory=list)
 
 
-def outcome(task: asyncio.Task[Any]) -> str:
+def answer(task: asyncio.Task[Any]) -> str:
+    """What a caller got, with the status code of grpc errors."""
     if not task.done():
         return "pending"
     if task.cancelled():
@@ -239,7 +193,7 @@ class ChannelModel(RuleBasedStateMachine):
         assert drain.ended_at <= drain.latest_deadline + ANSWER_SLACK, "close() overran"
         rpcs = drain.in_flight_at_start + len(drain.admitted)
         assert report.completed + len(report.cancelled) == rpcs, (report, rpcs)
-        aborted = [call for call in self.calls if outcome(call.caller) == "DrainTimeoutError"]
+        aborted = [call for call in self.calls if answer(call.caller) == "DrainTimeoutError"]
         racing = [call for call in self.calls if call.owner_cancelled]
         assert len(aborted) <= len(report.cancelled) <= len(aborted) + len(racing), report
         if report.cancelled or report.abandoned_holds:
@@ -299,16 +253,20 @@ class ChannelModel(RuleBasedStateMachine):
         expected = self.admits(handle, hold)
         self.gates += 1
         gate = f"g{self.gates}" if mode == "gate" else ""
-        behaviour = echo_pb2.Behaviour(gate=gate, delay_ms=delay_ms if mode == "delay" else 0)
         metadata = BAD_METADATA[bad] if mode == "bad" else None
+        delay = delay_ms if mode == "delay" else 0
         context = hold.context.copy() if hold is not None else contextvars.Context()
         try:
-            call = context.run(start_call, handle, kind, behaviour, metadata)
+            call = context.run(
+                functools.partial(start, gate=gate, metadata=metadata, delay_ms=delay),
+                handle,
+                kind,
+            )
         except ChannelClosedError:
             assert not expected, "the channel refused a call it must admit"
             return
         assert expected, f"the channel admitted a call it must refuse ({self.state()})"
-        caller = asyncio.create_task(await_call(call, kind))  # a task other than the starter's
+        caller = asyncio.create_task(finish(call, kind))  # a task other than the starter's
         model = ModelCall(kind, mode, call, caller, gate)
         self.admitted(model)
         if mode == "gate":  # until the server holds it, or it ended (the drain aborted it)
@@ -317,7 +275,7 @@ class ChannelModel(RuleBasedStateMachine):
             arrived.cancel()
         elif mode == "bad":
             await asyncio.wait({caller})
-            result = outcome(caller)
+            result = answer(caller)
             assert result == "local TypeError", result
         await self.settle()
 
@@ -333,7 +291,7 @@ class ChannelModel(RuleBasedStateMachine):
         call = pending[index % len(pending)]
         self.server.open_gate(call.gate)
         await asyncio.wait({call.caller})
-        assert outcome(call.caller) in ("ok", "DrainTimeoutError"), outcome(call.caller)
+        assert answer(call.caller) in ("ok", "DrainTimeoutError"), answer(call.caller)
         await self.settle()
 
     @rule(index=st.integers(0, 63))
@@ -520,7 +478,7 @@ class ChannelModel(RuleBasedStateMachine):
         assert self.channel.in_flight == len(not_done), (self.channel.in_flight, not_done)
         for call in self.calls:
             if call.caller.done():  # a caller that was answered left no call on the books
-                assert call.call.done(), (call.kind, call.mode, outcome(call.caller))
+                assert call.call.done(), (call.kind, call.mode, answer(call.caller))
 
     @invariant()
     def holds_match_the_model(self) -> None:
@@ -547,7 +505,7 @@ class ChannelModel(RuleBasedStateMachine):
 
     async def _every_answer_is_typed(self) -> None:
         for call in self.calls:
-            result = outcome(call.caller)
+            result = answer(call.caller)
             if call.owner_cancelled:
                 assert result == "CancelledError", result
             elif result == "CancelledError":

@@ -10,15 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import grpc
 import pytest
 
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
 from graceful_grpc.aio import Hold
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
+from .calls import PassingInterceptor, outcome
 from .silent_peer import SilentPeer
 
 
@@ -93,31 +92,11 @@ async def test_hold_taken_on_a_thread_racing_the_close_is_not_left_behind(
 # -- several tasks on one call --
 
 
-def _outcome(task: asyncio.Task[Any]) -> str:
-    if not task.done():
-        return "still waiting"
-    if task.cancelled():
-        return "CancelledError"
-    error = task.exception()
-    return "returned" if error is None else type(error).__name__
-
-
-class _Passing(
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    async def intercept_unary_stream(self, continuation: Any, details: Any, req: Any) -> Any:
-        return await continuation(details, req)
-
-    async def intercept_stream_stream(self, continuation: Any, details: Any, reqs: Any) -> Any:
-        return await continuation(details, reqs)
-
-
 @pytest.mark.parametrize("intercepted", [False, True], ids=["direct", "intercepted"])
 async def test_every_task_awaiting_one_stream_gets_drain_timeout(intercepted: bool) -> None:
     async with SilentPeer() as peer:
         channel = aio.insecure_channel(
-            peer.target, interceptors=[_Passing()] if intercepted else None
+            peer.target, interceptors=[PassingInterceptor()] if intercepted else None
         )
         stub = echo_pb2_grpc.EchoStub(channel)
         bidi = stub.BidiStream()
@@ -142,7 +121,7 @@ async def test_every_task_awaiting_one_stream_gets_drain_timeout(intercepted: bo
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait(waiting.values(), timeout=1)
         assert time.monotonic() - aborted_at < 0.1
-        assert {name: _outcome(task) for name, task in waiting.items()} == dict.fromkeys(
+        assert {name: outcome(task) for name, task in waiting.items()} == dict.fromkeys(
             waiting, "DrainTimeoutError"
         )
         assert sorted(info.kind for info in report.cancelled) == ["stream_stream", "unary_stream"]

@@ -18,7 +18,7 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, METHOD, call_once, finish, foreign_hold, start
+from .calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
 from .silent_peer import SilentPeer
 from .stalling_proxy import StallingProxy
 
@@ -260,21 +260,12 @@ async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait(waiting.values(), timeout=2)
         answered_in = time.monotonic() - aborted_at
-        outcomes = {name: _outcome(task) for name, task in waiting.items()}
+        outcomes = {name: outcome(task) for name, task in waiting.items()}
         assert {name for name, outcome in outcomes.items() if outcome != "DrainTimeoutError"} == (
             set()
         ), outcomes
         assert answered_in < 0.1, answered_in
         assert len(report.cancelled) == len({id(t) for t in waiting.values()})
-
-
-def _outcome(task: asyncio.Task[Any]) -> str:
-    if not task.done():
-        return "still waiting"
-    if task.cancelled():
-        return "CancelledError"
-    error = task.exception()
-    return "returned" if error is None else type(error).__name__
 
 
 @pytest.mark.parametrize("kind", ["stream_unary", "stream_stream"])

@@ -72,6 +72,17 @@ async def close_and_time(
     return report, time.monotonic() - started
 
 
+def assert_the_deadline_cancelled_every_call(
+    report: DrainReport, took: float, grace: float, answers: dict[str, BaseException | None]
+) -> None:
+    assert {kind: type(error).__name__ for kind, error in answers.items()} == dict.fromkeys(
+        KINDS, "DrainTimeoutError"
+    )
+    assert grace <= took <= grace + CLOSE_SLACK
+    assert sorted(info.kind for info in report.cancelled) == sorted(KINDS)
+    assert report.completed == 0 and not report.drained
+
+
 async def outcomes(callers: dict[str, asyncio.Task[Any]]) -> dict[str, BaseException | None]:
     """What each caller got; every caller must already be answered (or be within 50 ms)."""
     await asyncio.wait(callers.values(), timeout=CLOSE_SLACK)
@@ -107,41 +118,22 @@ async def test_server_stopped_mid_drain(server_process: EchoServerProcess) -> No
     report, took = await close_and_time(
         channel, grace, lambda: os.kill(server_process.pid, signal.SIGSTOP)
     )
-    answers = await outcomes(callers)
-    assert {kind: type(error).__name__ for kind, error in answers.items()} == dict.fromkeys(
-        KINDS, "DrainTimeoutError"
-    )
-    assert grace <= took <= grace + CLOSE_SLACK
-    assert sorted(info.kind for info in report.cancelled) == sorted(KINDS)
-    assert report.completed == 0 and not report.drained
+    assert_the_deadline_cancelled_every_call(report, took, grace, await outcomes(callers))
 
 
 async def test_proxy_that_forwards_nothing(echo_server: EchoServer) -> None:
-    host, port = echo_server.target.rsplit(":", 1)
-    proxy = StallingProxy(host, int(port), forward=False)
-    await proxy.start()
-    try:
+    async with StallingProxy.to(echo_server.target, forward=False) as proxy:
         channel = aio.insecure_channel(proxy.target)
         callers = {kind: asyncio.create_task(finish(start(channel, kind), kind)) for kind in KINDS}
         await asyncio.wait_for(proxy.accepted.wait(), timeout=10)
         assert not any(caller.done() for caller in callers.values())
         grace = 0.2
         report, took = await close_and_time(channel, grace, lambda: None)
-        answers = await outcomes(callers)
-        assert {kind: type(error).__name__ for kind, error in answers.items()} == (
-            dict.fromkeys(KINDS, "DrainTimeoutError")
-        )
-        assert grace <= took <= grace + CLOSE_SLACK
-        assert sorted(info.kind for info in report.cancelled) == sorted(KINDS)
-    finally:
-        await proxy.close()
+        assert_the_deadline_cancelled_every_call(report, took, grace, await outcomes(callers))
 
 
 async def test_proxy_that_stops_mid_stream(echo_server: EchoServer) -> None:
-    host, port = echo_server.target.rsplit(":", 1)
-    proxy = StallingProxy(host, int(port))
-    await proxy.start()
-    try:
+    async with StallingProxy.to(echo_server.target) as proxy:
         channel = aio.insecure_channel(proxy.target)
         stub = echo_pb2_grpc.EchoStub(channel)
         # Streams that are flowing when the network stops: responses arrive, then no more.
@@ -176,15 +168,7 @@ async def test_proxy_that_stops_mid_stream(echo_server: EchoServer) -> None:
         assert [kind for kind, caller in callers.items() if caller.done()] == []
         grace = 0.2
         report, took = await close_and_time(channel, grace, lambda: None)
-        answers = await outcomes(callers)
-        assert {kind: type(error).__name__ for kind, error in answers.items()} == (
-            dict.fromkeys(KINDS, "DrainTimeoutError")
-        )
-        assert grace <= took <= grace + CLOSE_SLACK
-        assert sorted(info.kind for info in report.cancelled) == sorted(KINDS)
-    finally:
-        proxy.resume()
-        await proxy.close()
+        assert_the_deadline_cancelled_every_call(report, took, grace, await outcomes(callers))
 
 
 # -- the process helper itself --
