@@ -261,9 +261,8 @@ async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers
         await asyncio.wait(waiting.values(), timeout=2)
         answered_in = time.monotonic() - aborted_at
         outcomes = {name: outcome(task) for name, task in waiting.items()}
-        assert {name for name, outcome in outcomes.items() if outcome != "DrainTimeoutError"} == (
-            set()
-        ), outcomes
+        wrong = {name for name, got in outcomes.items() if got != "DrainTimeoutError"}
+        assert wrong == set(), outcomes
         assert answered_in < 0.1, answered_in
         assert len(report.cancelled) == len({id(t) for t in waiting.values()})
 
