@@ -73,7 +73,7 @@ def foreign_hold(channel: GracefulChannel) -> Any:
     return contextvars.Context().run(channel.hold)
 
 
-def outcome(task: asyncio.Task[Any]) -> str:
+def outcome(task: asyncio.Future[Any]) -> str:
     """What the caller running as ``task`` got: "still waiting", "returned", "CancelledError", or
     the name of the exception's type."""
     if not task.done():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from typing import Any
 
 
 class StallingProxy:
@@ -107,3 +108,15 @@ class StallingProxy:
         finally:
             with contextlib.suppress(Exception):
                 sink.close()
+
+
+async def write_until_blocked(call: Any, message: Any) -> asyncio.Future[Any]:
+    """Writes ``message`` on stream call ``call`` until a write stays blocked on flow control (the
+    proxy must be stalled); returns that write, still pending."""
+    for _ in range(200):
+        write: asyncio.Future[Any] = asyncio.ensure_future(call.write(message))
+        done, _ = await asyncio.wait({write}, timeout=0.3)
+        if not done:
+            return write
+        write.result()
+    raise AssertionError("the transport never applied flow control")

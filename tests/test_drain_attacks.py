@@ -19,6 +19,7 @@ from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
 from .calls import PassingInterceptor, outcome
 from .silent_peer import SilentPeer
+from .stalling_proxy import StallingProxy, write_until_blocked
 
 
 def request(message: str = "m") -> echo_pb2.EchoRequest:
@@ -125,6 +126,26 @@ async def test_every_task_awaiting_one_stream_gets_drain_timeout(intercepted: bo
             waiting, "DrainTimeoutError"
         )
         assert sorted(info.kind for info in report.cancelled) == ["stream_stream", "unary_stream"]
+
+
+async def test_reader_and_writer_blocked_on_flow_control_both_get_drain_timeout(
+    echo_server: EchoServer,
+) -> None:
+    async with StallingProxy.to(echo_server.target) as proxy:
+        channel = aio.insecure_channel(proxy.target)
+        bidi = echo_pb2_grpc.EchoStub(channel).BidiStream()
+        await asyncio.wait_for(bidi.write(request("first")), timeout=5)
+        assert (await asyncio.wait_for(bidi.read(), timeout=5)).message == "first"
+        proxy.stall()
+        reader = asyncio.ensure_future(bidi.read())
+        writer = await write_until_blocked(bidi, request("x" * (1 << 20)))
+        assert not reader.done()
+        aborted_at = time.monotonic()
+        report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
+        await asyncio.wait({reader, writer}, timeout=1)
+        assert time.monotonic() - aborted_at < 0.1
+        assert (outcome(reader), outcome(writer)) == ("DrainTimeoutError", "DrainTimeoutError")
+        assert [info.kind for info in report.cancelled] == ["stream_stream"]
 
 
 async def test_a_caller_answered_by_the_drain_keeps_a_clean_cancel_count() -> None:

@@ -20,7 +20,7 @@ from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
 from .calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
 from .silent_peer import SilentPeer
-from .stalling_proxy import StallingProxy
+from .stalling_proxy import StallingProxy, write_until_blocked
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 
@@ -287,16 +287,7 @@ async def test_writer_blocked_on_flow_control_answers_at_once(echo_server: EchoS
         call = echo_pb2_grpc.EchoStub(channel).ClientStream()
         await asyncio.wait_for(call.write(request("first")), timeout=5)
         proxy.stall()
-        big = request("x" * (1 << 20))
-        blocked: asyncio.Task[None] | None = None
-        for _ in range(200):  # until a write stays blocked on flow control
-            write = asyncio.ensure_future(call.write(big))
-            done, _ = await asyncio.wait({write}, timeout=0.3)
-            if not done:
-                blocked = write
-                break
-            write.result()
-        assert blocked is not None, "the transport never applied flow control"
+        blocked = await write_until_blocked(call, request("x" * (1 << 20)))
         aborted_at = time.monotonic()
         await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait({blocked}, timeout=2)
