@@ -1,4 +1,5 @@
-"""Starting and finishing one call of each kind against the Echo test service."""
+"""Starting and finishing one call of each kind against the Echo test service, and telling what
+its caller got."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import contextvars
 from collections.abc import AsyncIterator
 from typing import Any
+
+import grpc
 
 from graceful_grpc.aio import GracefulChannel
 from graceful_grpc.testing import echo_pb2, echo_pb2_grpc
@@ -23,19 +26,27 @@ async def _one(request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoRequ
     yield request
 
 
-def start(channel: Any, kind: str, *, gate: str = "", message: str = "m", **behaviour: Any) -> Any:
+def start(
+    channel: Any,
+    kind: str,
+    *,
+    gate: str = "",
+    message: str = "m",
+    metadata: Any = None,
+    **behaviour: Any,
+) -> Any:
     """Starts a call of ``kind``; with ``gate`` the server holds it until the gate opens."""
     stub = echo_pb2_grpc.EchoStub(channel)
     request = echo_pb2.EchoRequest(
         message=message, behaviour=echo_pb2.Behaviour(gate=gate, **behaviour)
     )
     if kind == "unary_unary":
-        return stub.Unary(request)
+        return stub.Unary(request, metadata=metadata)
     if kind == "unary_stream":
-        return stub.ServerStream(request)
+        return stub.ServerStream(request, metadata=metadata)
     if kind == "stream_unary":
-        return stub.ClientStream(_one(request))
-    return stub.BidiStream(_one(request))
+        return stub.ClientStream(_one(request), metadata=metadata)
+    return stub.BidiStream(_one(request), metadata=metadata)
 
 
 async def finish(call: Any, kind: str) -> list[str]:
@@ -60,3 +71,35 @@ async def begin_close(channel: GracefulChannel, grace: float | None = None) -> a
 def foreign_hold(channel: GracefulChannel) -> Any:
     """Takes a hold on behalf of other work: the calling code does not become held."""
     return contextvars.Context().run(channel.hold)
+
+
+def outcome(task: asyncio.Future[Any]) -> str:
+    """What the caller running as ``task`` got: "still waiting", "returned", "CancelledError", or
+    the name of the exception's type."""
+    if not task.done():
+        return "still waiting"
+    if task.cancelled():
+        return "CancelledError"
+    error = task.exception()
+    return "returned" if error is None else type(error).__name__
+
+
+class PassingInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Passes every call on unchanged: puts a channel's calls on the intercepted (fallback) path."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(details, requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(details, requests)

@@ -18,9 +18,9 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, METHOD, call_once, finish, foreign_hold, start
+from .calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
 from .silent_peer import SilentPeer
-from .stalling_proxy import StallingProxy
+from .stalling_proxy import StallingProxy, write_until_blocked
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 
@@ -260,23 +260,13 @@ async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait(waiting.values(), timeout=2)
         answered_in = time.monotonic() - aborted_at
-        outcomes = {name: _outcome(task) for name, task in waiting.items()}
-        assert {name for name, outcome in outcomes.items() if outcome != "DrainTimeoutError"} == (
-            set()
-        ), outcomes
+        outcomes = {name: outcome(task) for name, task in waiting.items()}
+        wrong = {name for name, got in outcomes.items() if got != "DrainTimeoutError"}
+        assert wrong == set(), outcomes
         assert answered_in < 0.1, answered_in
         assert len(report.cancelled) == len({id(t) for t in waiting.values()})
         # the abort's wake-up left no cancel request behind in the callers' tasks
         assert {name: t.cancelling() for name, t in waiting.items() if t.cancelling()} == {}
-
-
-def _outcome(task: asyncio.Task[Any]) -> str:
-    if not task.done():
-        return "still waiting"
-    if task.cancelled():
-        return "CancelledError"
-    error = task.exception()
-    return "returned" if error is None else type(error).__name__
 
 
 @pytest.mark.parametrize("kind", ["stream_unary", "stream_stream"])
@@ -299,16 +289,7 @@ async def test_writer_blocked_on_flow_control_answers_at_once(echo_server: EchoS
         call = echo_pb2_grpc.EchoStub(channel).ClientStream()
         await asyncio.wait_for(call.write(request("first")), timeout=5)
         proxy.stall()
-        big = request("x" * (1 << 20))
-        blocked: asyncio.Task[None] | None = None
-        for _ in range(200):  # until a write stays blocked on flow control
-            write = asyncio.ensure_future(call.write(big))
-            done, _ = await asyncio.wait({write}, timeout=0.3)
-            if not done:
-                blocked = write
-                break
-            write.result()
-        assert blocked is not None, "the transport never applied flow control"
+        blocked = await write_until_blocked(call, request("x" * (1 << 20)))
         aborted_at = time.monotonic()
         await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait({blocked}, timeout=2)

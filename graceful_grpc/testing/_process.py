@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from types import TracebackType
 
 __all__ = ("EchoServerProcess",)
@@ -21,7 +22,8 @@ class EchoServerProcess:
 
     Args:
         cpu: Pin the server process to this CPU (Linux only); None leaves it unpinned.
-        startup_timeout: Seconds to wait for the server to report its port.
+        startup_timeout: Seconds ``start()`` waits for the server to report its port before it
+            kills the child and raises ``TimeoutError``.
     """
 
     def __init__(self, *, cpu: int | None = None, startup_timeout: float = 30.0) -> None:
@@ -45,15 +47,25 @@ class EchoServerProcess:
         return self._process.pid
 
     def start(self) -> None:
-        """Starts the child and waits until it listens."""
+        """Starts the child and waits until it listens.
+
+        Raises:
+            TimeoutError: the child did not report its port within ``startup_timeout`` (it is
+                killed).
+            RuntimeError: the child exited, or printed something else first.
+        """
         command = [sys.executable, "-m", "graceful_grpc.testing", "--port", "0"]
         if self._cpu is not None:
             command += ["--cpu", str(self._cpu)]
-        self._process = subprocess.Popen(
+        self._process = process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
         )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
+        line = _first_line(process, self._startup_timeout)
+        if line is None:
+            self._kill()
+            raise TimeoutError(
+                f"echo server process did not report its port within {self._startup_timeout:g}s"
+            )
         if not line.startswith(_READY_PREFIX):
             self.stop()
             raise RuntimeError(f"echo server process failed to start: {line!r}")
@@ -75,6 +87,16 @@ class EchoServerProcess:
             if process.stdout is not None:
                 process.stdout.close()
 
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+
     def __enter__(self) -> EchoServerProcess:
         self.start()
         return self
@@ -86,3 +108,20 @@ class EchoServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str | None:
+    """The child's first line of output, or None if none came within ``timeout`` seconds.
+
+    ``readline()`` has no timeout, so it runs in a daemon thread; killing the child on a timeout
+    closes the pipe's far end, which ends that read.
+    """
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.append(stdout.readline()), name="echo server startup", daemon=True
+    )
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else None
