@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from ._counting import Counter
 from ._validation import check_seconds
@@ -73,8 +74,9 @@ class ZeroWatch:
             loop = waiter.get_loop()
             if loop is running:
                 _wake(waiter)
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(_wake, waiter)
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits there
+                    loop.call_soon_threadsafe(_wake, waiter)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +144,8 @@ class Connection:
         self._open_handles = 0
         # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
         self._hold_tokens: dict[int, list[bool]] = {}
+        # Holds may be taken on other threads: taking one and deciding CLOSED exclude each other.
+        self._hold_lock = threading.Lock()
         self._drain: asyncio.Task[DrainReport] | None = None
         self._deadline: asyncio.Timeout | None = None  # the running drain's timeout
         self._deadline_at = 0.0  # loop time; only ever moved earlier
@@ -238,10 +241,17 @@ class Connection:
             raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
 
     def hold(self) -> Hold:
-        """Takes a hold (admission already checked by the caller)."""
+        """Takes a hold (admission already checked by the caller). Safe from any thread.
+
+        Raises:
+            ChannelClosedError: the connection is CLOSED (a thread can race the close).
+        """
         token = [True]
-        self.holds.incr()
-        self._hold_tokens[id(token)] = token
+        with self._hold_lock:  # against the drain deciding CLOSED on the loop meanwhile
+            if self.state is ChannelState.CLOSED:
+                raise ChannelClosedError("graceful_grpc channel is closed: no new hold")
+            self.holds.incr()
+            self._hold_tokens[id(token)] = token
         return Hold(self, token)
 
     def release_hold(self, token: list[bool]) -> None:
@@ -448,15 +458,18 @@ class Connection:
 
     def _close_if_idle(self) -> bool:
         """CLOSED if nothing is in flight and no hold is out; whether it is."""
-        if not self.idle.idle():
-            return False
-        self.state = ChannelState.CLOSED
-        return True
+        with self._hold_lock:
+            if not self.idle.idle():
+                return False
+            self.state = ChannelState.CLOSED
+            return True
 
     def _abort(self) -> int:
         """At the deadline: refuse new work, cancel what is in flight on every link, abandon the
         holds. Returns how many holds were abandoned."""
-        self.state = ChannelState.CLOSED
+        with self._hold_lock:
+            self.state = ChannelState.CLOSED
+            tokens = list(self._hold_tokens.values())
         reason = _deadline_passed(self._grace)
         cancelled: list[CallInfo] = []
         for link in (self.current, *self._retiring):
@@ -465,7 +478,7 @@ class Connection:
             cancelled += link.cancelled[before:]
         _log_cancelled(cancelled)
         abandoned = 0
-        for token in list(self._hold_tokens.values()):
+        for token in tokens:
             try:
                 token.pop()  # a release racing on another thread pops it, or we do: never both
             except IndexError:
