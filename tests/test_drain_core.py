@@ -429,3 +429,48 @@ async def test_idle_waiter_woken_from_another_thread(echo_server: EchoServer) ->
 
 def test_method_table_is_complete() -> None:
     assert set(METHOD) == set(KINDS)
+
+
+# -- the owner cancelling a wait for status or metadata leaves the RPC running, as grpc.aio --
+
+WAITS: dict[str, Callable[[Any], Any]] = {
+    "code": lambda call: call.code(),
+    "details": lambda call: call.details(),
+    "initial_metadata": lambda call: call.initial_metadata(),
+    "trailing_metadata": lambda call: call.trailing_metadata(),
+    "wait_for_connection": lambda call: call.wait_for_connection(),
+}
+
+
+@pytest.mark.parametrize("wait", list(WAITS))
+@pytest.mark.parametrize("kind", ["unary_unary", "stream_unary", "stream_stream"])
+async def test_cancelling_a_wait_for_status_leaves_the_rpc_running(kind: str, wait: str) -> None:
+    if (kind, wait) == ("unary_unary", "wait_for_connection"):
+        pytest.skip("grpc.aio itself cancels that RPC: it awaits the call's own start task")
+    async with SilentPeer() as peer:  # every wait stays blocked until cancelled
+        channel = aio.insecure_channel(peer.target)
+        call = start_reader_writer(channel, kind)
+        waiting = asyncio.ensure_future(WAITS[wait](call))
+        await asyncio.wait_for(peer.connected.wait(), timeout=5)
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(waiting, timeout=5)
+        assert not call.done()  # the RPC is still running
+        await channel.close(grace=0)
+
+
+async def test_cancelled_code_waiter_and_the_call_still_completes(echo_server: EchoServer) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    call = echo_pb2_grpc.EchoStub(channel).Unary(request("m", gate="later"))
+    await echo_server.wait_arrivals("later")
+    waiting = asyncio.ensure_future(call.code())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, timeout=5)
+    echo_server.open_gate("later")
+    assert (await asyncio.wait_for(call, timeout=5)).message == "m"
+    assert await call.code() is grpc.StatusCode.OK
+    await channel.close()

@@ -72,10 +72,16 @@ def aborted(call: Any) -> bool:
 
 
 def _answer(
-    call: Any, task: asyncio.Task[Any] | None, level: int, error: BaseException
+    call: Any,
+    task: asyncio.Task[Any] | None,
+    level: int,
+    error: BaseException,
+    ends_rpc: bool = True,
 ) -> NoReturn:
     """Raises what the caller of ``call`` must see for ``error`` (a CancelledError) in ``task``,
-    whose cancel counter was ``level`` when it began awaiting."""
+    whose cancel counter was ``level`` when it began awaiting. ``ends_rpc``: the owner's own
+    cancellation of this method ends the RPC (as for grpc.aio's awaiting, reading and writing -
+    but not for waiting on status, metadata or the connection)."""
     reason: Abort | None = getattr(call, _ABORT, None)
     if reason is not None and task is not None and task in reason.woken:
         reason.woken.discard(task)
@@ -86,9 +92,9 @@ def _answer(
     failure: BaseException | None = getattr(call, _FAILURE, None)
     if failure is not None and not owner_cancelled:
         raise failure
-    # The owner's own cancellation. grpc.aio means to cancel the RPC then, but misses it while a
-    # stream is still being set up (the RPC would stay open): close that gap.
-    if not call.done():
+    # The owner's own cancellation. Where grpc.aio means to cancel the RPC then, it misses it
+    # while a stream is still being set up (the RPC would stay open): close that gap.
+    if ends_rpc and not call.done():
         call.cancel()
     raise error
 
@@ -130,18 +136,24 @@ def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
     return __await__
 
 
-def _coroutine_method(original: Callable[..., Any]) -> Any:
+def _coroutine_method(original: Callable[..., Any], ends_rpc: bool = True) -> Any:
     @functools.wraps(original)
     async def method(self: Any, *args: Any) -> Any:
         task, level = _enter(self)
         try:
             return await original(self, *args)
         except asyncio.CancelledError as error:
-            _answer(self, task, level, error)
+            _answer(self, task, level, error, ends_rpc)
         finally:
             _leave(self, task)
 
     return method
+
+
+def _waiting_method(original: Callable[..., Any]) -> Any:
+    """A method that only waits (for status, metadata, the connection): the owner cancelling it
+    leaves the RPC running, as grpc.aio does."""
+    return _coroutine_method(original, ends_rpc=False)
 
 
 def _write_method(original: Callable[..., Any]) -> Any:
@@ -218,11 +230,11 @@ _WRAPPERS: dict[str, Callable[[Any], Any]] = {
     "read": _coroutine_method,
     "write": _write_method,
     "done_writing": _coroutine_method,
-    "wait_for_connection": _coroutine_method,
-    "initial_metadata": _coroutine_method,
-    "trailing_metadata": _coroutine_method,
-    "code": _coroutine_method,
-    "details": _coroutine_method,
+    "wait_for_connection": _waiting_method,
+    "initial_metadata": _waiting_method,
+    "trailing_metadata": _waiting_method,
+    "code": _waiting_method,
+    "details": _waiting_method,
     # grpc.aio's (private) coroutines that start each kind of RPC; used only by calls the graceful
     # channel constructs itself (a swapped class comes after the start task was created).
     "_invoke": _start_method,
