@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -187,20 +188,27 @@ async def _on_loop(
     grace: float | None,
 ) -> DrainReport:
     """Runs ``operation`` on ``channel``'s own (running) loop; bounded in case that loop stops
-    first."""
+    first, and unharmed if that loop cancels it as it shuts down (``asyncio.run`` ending)."""
     future = asyncio.run_coroutine_threadsafe(operation, loop)
     deadline = (channel.drain_timeout if grace is None else grace) + _CROSS_LOOP_MARGIN
+    started = time.monotonic()
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
     except TimeoutError:
-        return DrainReport(
-            closed=False,
-            drained=False,
-            waited=deadline,
-            completed=0,
-            cancelled=(),
-            abandoned_holds=channel.holds,
-        )
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # this task is cancelled, not the operation
+            raise
+    # Its report is lost with it: what the channel shows now is all there is to say.
+    return DrainReport(
+        closed=channel.state is ChannelState.CLOSED,
+        drained=False,
+        waited=time.monotonic() - started,
+        completed=0,
+        cancelled=(),
+        abandoned_holds=channel.holds,
+    )
 
 
 async def _released() -> DrainReport:
