@@ -18,6 +18,7 @@ class StallingProxy(LocalProxy):
         self._upstream = (upstream_host, upstream_port)
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.accepted = 0  # connections accepted so far
 
     def stall(self) -> None:
         """Stop forwarding what clients send."""
@@ -27,6 +28,7 @@ class StallingProxy(LocalProxy):
         self._flowing.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         for source, sink, gated in ((reader, up_writer, True), (up_reader, writer, False)):
             task = asyncio.create_task(self._pump(source, sink, gated))
