@@ -202,3 +202,21 @@ async def test_rotate_refuses_bad_settings_and_a_closed_client(
     await graceful.close(grace=5)
     with pytest.raises(ChannelClosedError):
         await graceful.rotate()
+
+
+async def test_a_loop_first_used_after_a_rotation_gets_the_new_settings(
+    temporal_server: TemporalDevServer, proxies: list[StallingProxy]
+) -> None:
+    proxy = proxies[0]
+    client = await connect(temporal_server.target)
+    graceful = client.service_client
+    assert isinstance(graceful, GracefulServiceClient)
+    await graceful.rotate(target=proxy.target)
+    assert proxy.accepted == 0  # grpc connects on the first call; this loop makes none
+
+    async def first_use() -> None:
+        await client.workflow_service.get_system_info(wf.GetSystemInfoRequest())
+
+    await asyncio.to_thread(asyncio.run, first_use())
+    assert proxy.accepted == 1
+    await graceful.close(grace=5)
