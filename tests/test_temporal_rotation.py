@@ -40,6 +40,13 @@ async def namespace_via_activity_client() -> str:
     return response.namespace_info.name
 
 
+async def connected(target: str) -> tuple[temporalio.client.Client, GracefulServiceClient]:
+    """``connect(target)``, and its GracefulServiceClient."""
+    client = await connect(target)
+    assert isinstance(client.service_client, GracefulServiceClient)
+    return client, client.service_client
+
+
 class Load:
     """Callers making client calls in a loop, counting what succeeded and what failed."""
 
@@ -139,9 +146,7 @@ async def test_rotate_to_a_new_address_under_load(
 
 
 async def test_rotate_applies_new_tls_settings(temporal_server: TemporalDevServer) -> None:
-    client = await connect(temporal_server.target)
-    graceful = client.service_client
-    assert isinstance(graceful, GracefulServiceClient)
+    client, graceful = await connected(temporal_server.target)
     request = wf.DescribeNamespaceRequest(namespace="default")
     await client.workflow_service.describe_namespace(request)
     await graceful.rotate(tls=True)  # the dev server speaks plaintext: TLS cannot connect
@@ -156,9 +161,7 @@ async def test_rotate_applies_new_tls_settings(temporal_server: TemporalDevServe
 
 
 async def test_rotate_moves_every_event_loops_channel(temporal_server: TemporalDevServer) -> None:
-    client = await connect(temporal_server.target)
-    graceful = client.service_client
-    assert isinstance(graceful, GracefulServiceClient)
+    client, graceful = await connected(temporal_server.target)
     used, release = threading.Event(), threading.Event()
     seen: list[int] = []
 
@@ -186,9 +189,7 @@ async def test_rotate_moves_every_event_loops_channel(temporal_server: TemporalD
 async def test_rotate_refuses_bad_settings_and_a_closed_client(
     temporal_server: TemporalDevServer,
 ) -> None:
-    client = await connect(temporal_server.target)
-    graceful = client.service_client
-    assert isinstance(graceful, GracefulServiceClient)
+    _, graceful = await connected(temporal_server.target)
     with pytest.raises(ValueError, match="URL scheme"):
         await graceful.rotate(target="http://localhost:7233")
     with pytest.raises(ValueError, match="grace"):
@@ -208,9 +209,7 @@ async def test_a_loop_first_used_after_a_rotation_gets_the_new_settings(
     temporal_server: TemporalDevServer, proxies: list[StallingProxy]
 ) -> None:
     proxy = proxies[0]
-    client = await connect(temporal_server.target)
-    graceful = client.service_client
-    assert isinstance(graceful, GracefulServiceClient)
+    client, graceful = await connected(temporal_server.target)
     await graceful.rotate(target=proxy.target)
     assert proxy.accepted == 0  # grpc connects on the first call; this loop makes none
 

@@ -4,7 +4,8 @@ A grpc.aio channel belongs to the event loop it was created on. temporalio's cli
 loop (a sync activity calling ``asyncio.run(client.workflow_service...)`` from a thread pool is a
 common pattern), so the integration keeps one ``GracefulChannel`` per loop, created on first use
 from that loop. ``close()`` drains the channels of every loop still running and releases those of
-loops that have stopped or closed (nothing can run on them any more).
+loops that have stopped or closed (nothing can run on them any more); ``rotate()`` moves the
+channels of every running loop to new connections, and later loops' channels to new settings.
 """
 
 from __future__ import annotations

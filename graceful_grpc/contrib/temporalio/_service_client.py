@@ -56,7 +56,10 @@ class GracefulServiceClient(ServiceClient):
     ``RPCError`` (UNAVAILABLE / CANCELLED), never as a bare ``UsageError`` or ``CancelledError``.
 
     A grpc.aio channel belongs to one event loop; given a channel factory, this client keeps one
-    graceful channel per event loop it is used from (see ``channel`` and ``close``).
+    graceful channel per event loop it is used from (see ``channel``, ``close`` and ``rotate``).
+    Calls that wait rather than work (long polls, and history fetches with ``wait_new_event``)
+    are marked cancel-on-drain: a closing channel interrupts them at once, and their callers get
+    ``RPCError(UNAVAILABLE)`` without retries.
 
     Args:
         config: The connection settings; ``identity``, ``rpc_metadata``, ``api_key`` and
