@@ -25,7 +25,8 @@ class StallingProxy(LocalProxy):
         self._to_server.set()
         self._to_client = asyncio.Event()
         self._to_client.set()
-        self.accepted = asyncio.Event()
+        self.accepted = asyncio.Event()  # set at the first connection
+        self.connections = 0  # connections accepted so far
 
     @classmethod
     def to(cls, target: str, *, forward: bool = True) -> StallingProxy:
@@ -62,6 +63,7 @@ class StallingProxy(LocalProxy):
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         self.accepted.set()
+        self.connections += 1
         if not self._forward:
             return  # the connection stays open; nothing is read, nothing is forwarded
         up_reader, up_writer = await asyncio.open_connection(*self._upstream)

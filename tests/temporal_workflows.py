@@ -44,3 +44,23 @@ class GreetingWorkflow:
     @workflow.query
     def names(self) -> list[str]:
         return list(self._names)
+
+
+@workflow.defn
+class SignalledWorkflow:
+    """Waits for ``finish``, then returns what an activity reports through ``activity.client()``."""
+
+    def __init__(self) -> None:
+        self._finished = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self._finished)
+        result: str = await workflow.execute_activity(
+            "namespace_via_activity_client", start_to_close_timeout=timedelta(seconds=30)
+        )
+        return result
+
+    @workflow.signal
+    def finish(self) -> None:
+        self._finished = True

@@ -4,7 +4,8 @@ A grpc.aio channel belongs to the event loop it was created on. temporalio's cli
 loop (a sync activity calling ``asyncio.run(client.workflow_service...)`` from a thread pool is a
 common pattern), so the integration keeps one ``GracefulChannel`` per loop, created on first use
 from that loop. ``close()`` drains the channels of every loop still running and releases those of
-loops that have stopped or closed (nothing can run on them any more).
+loops that have stopped or closed (nothing can run on them any more); ``rotate()`` moves the
+channels of every running loop to new connections, and later loops' channels to new settings.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from ... import ChannelClosedError, DrainReport
+import grpc
+
+from ... import ChannelClosedError, ChannelState, DrainReport
 from ...aio import GracefulChannel
 
 __all__ = ("LoopChannels", "combine_reports")
 
-_RELEASED = DrainReport(
+_NOTHING = DrainReport(
     closed=True, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
 )
 _CROSS_LOOP_MARGIN = 1.0  # seconds a running loop gets beyond the drain deadline to report
@@ -73,6 +78,11 @@ class LoopChannels:
                     self._first = channel
             return channel
 
+    def drain_timeout(self, default: float) -> float:
+        """The ``drain_timeout`` of the first loop's channel, or ``default`` if there is none."""
+        with self._lock:
+            return default if self._first is None else self._first.drain_timeout
+
     def loops(self) -> int:
         """How many event loops have a channel that is not yet released."""
         with self._lock:
@@ -92,47 +102,123 @@ class LoopChannels:
         with self._lock:
             self._closed = True
             channels = list(self._channels.items())
-        running = asyncio.get_running_loop()
-        closes = []
-        for loop, channel in channels:
-            if loop is running:
-                closes.append(channel.close(grace))
-            elif loop.is_running() and not loop.is_closed():
-                closes.append(_close_on(loop, channel, grace))
-            else:
-                closes.append(_released())
-        return combine_reports(await asyncio.gather(*closes))
+
+        async def close(channel: GracefulChannel) -> DrainReport:
+            return await channel.close(grace)
+
+        return combine_reports(await _on_each_loop(channels, close, grace))
+
+    async def rotate(
+        self,
+        factory: Callable[[], GracefulChannel],
+        new_raw: Callable[[], grpc.aio.Channel],
+        grace: float | None = None,
+    ) -> DrainReport:
+        """Rotates every loop's channel to a grpc channel from ``new_raw``; loops that get their
+        first channel from now on get it from ``factory``.
+
+        ``new_raw`` is called on each channel's own loop. The running loop's channel switches
+        before this first suspends; those of loops running in other threads as soon as their
+        loop gets to it. Channels that are draining or closed are left alone, and channels of
+        loops that no longer run are released (their loop gets a new one from ``factory`` if it
+        runs again).
+
+        Returns:
+            One report for the old connections (see ``combine_reports``).
+
+        Raises:
+            ChannelClosedError: ``close()`` was called.
+        """
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError("the Temporal client's graceful channels are closed")
+            self._factory = factory
+            channels = list(self._channels.items())
+            for loop in [loop for loop, _ in channels if not loop.is_running()]:
+                del self._channels[loop]
+            if self._first is not None and self._first not in self._channels.values():
+                self._first = next(iter(self._channels.values()), None)
+
+        async def rotate(channel: GracefulChannel) -> DrainReport:
+            if channel.state is not ChannelState.OPEN:
+                return _NOTHING
+            return await channel.rotate(new_raw(), grace=grace)
+
+        running = [(loop, c) for loop, c in channels if loop.is_running()]
+        return combine_reports(await _on_each_loop(running, rotate, grace))
 
     def _release_stopped(self) -> None:
         for loop in [loop for loop in self._channels if loop.is_closed()]:
             del self._channels[loop]
 
 
-async def _close_on(
-    loop: asyncio.AbstractEventLoop, channel: GracefulChannel, grace: float | None
+async def _on_each_loop(
+    channels: list[tuple[asyncio.AbstractEventLoop, GracefulChannel]],
+    operation: Callable[[GracefulChannel], Coroutine[Any, Any, DrainReport]],
+    grace: float | None,
+) -> list[DrainReport]:
+    """Runs ``operation`` on each channel on its own loop, and returns their reports.
+
+    The running loop's channel is operated on directly and first, before any suspension; channels
+    of loops running in other threads through those loops; channels of loops that no longer run
+    are released (their report is that of an empty drain).
+    """
+    running = asyncio.get_running_loop()
+    elsewhere: list[Awaitable[DrainReport]] = []
+    here: GracefulChannel | None = None
+    for loop, channel in channels:
+        if loop is running:
+            here = channel
+        elif loop.is_running() and not loop.is_closed():
+            elsewhere.append(_on_loop(loop, channel, operation(channel), grace))
+        else:
+            elsewhere.append(_released())
+    others = asyncio.gather(*elsewhere)
+    try:
+        reports = [] if here is None else [await operation(here)]
+    except BaseException:
+        await asyncio.gather(others, return_exceptions=True)
+        raise
+    return reports + list(await others)
+
+
+async def _on_loop(
+    loop: asyncio.AbstractEventLoop,
+    channel: GracefulChannel,
+    operation: Coroutine[Any, Any, DrainReport],
+    grace: float | None,
 ) -> DrainReport:
-    """Closes ``channel`` on its own (running) loop; bounded in case that loop stops first."""
-    future = asyncio.run_coroutine_threadsafe(channel.close(grace), loop)
+    """Runs ``operation`` on ``channel``'s own (running) loop; bounded in case that loop stops
+    first, and unharmed if that loop cancels it as it shuts down (``asyncio.run`` ending)."""
+    future = asyncio.run_coroutine_threadsafe(operation, loop)
     deadline = (channel.drain_timeout if grace is None else grace) + _CROSS_LOOP_MARGIN
+    started = time.monotonic()
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
     except TimeoutError:
-        return DrainReport(
-            closed=False,
-            drained=False,
-            waited=deadline,
-            completed=0,
-            cancelled=(),
-            abandoned_holds=channel.holds,
-        )
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # this task is cancelled, not the operation
+            raise
+    # Its report is lost with it: what the channel shows now is all there is to say.
+    return DrainReport(
+        closed=channel.state is ChannelState.CLOSED,
+        drained=False,
+        waited=time.monotonic() - started,
+        completed=0,
+        cancelled=(),
+        abandoned_holds=channel.holds,
+    )
 
 
 async def _released() -> DrainReport:
-    return _RELEASED
+    return _NOTHING
 
 
 def combine_reports(reports: list[DrainReport]) -> DrainReport:
-    """One report for several channels: closed and drained only if every one was."""
+    """One report for several channels: closed and drained only if every one was; ``waited``
+    the longest; calls and holds summed."""
     if len(reports) == 1:
         return reports[0]
     return DrainReport(
@@ -142,4 +228,5 @@ def combine_reports(reports: list[DrainReport]) -> DrainReport:
         completed=sum(r.completed for r in reports),
         cancelled=tuple(c for r in reports for c in r.cancelled),
         abandoned_holds=sum(r.abandoned_holds for r in reports),
+        interrupted=tuple(c for r in reports for c in r.interrupted),
     )

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ("LONG_POLL_RPCS", "RpcMethod", "method_table", "snake_case")
+__all__ = (
+    "LONG_POLL_RPCS",
+    "RpcMethod",
+    "is_wait",
+    "long_poll_paths",
+    "method_table",
+    "snake_case",
+)
 
 # service name as temporalio's generated services pass it -> module, stub class
 _STUBS = {
@@ -34,6 +41,9 @@ LONG_POLL_RPCS = frozenset(
         ("workflow", "poll_workflow_execution_update"),
     }
 )
+
+
+_HISTORY = ("workflow", "get_workflow_execution_history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +101,20 @@ def method_table() -> dict[tuple[str, str], RpcMethod]:
         health.HealthCheckResponse.FromString,
     )
     return table
+
+
+@functools.cache
+def long_poll_paths() -> frozenset[str]:
+    """The full method names of ``LONG_POLL_RPCS`` (for a channel's ``cancel_on_drain``)."""
+    table = method_table()
+    return frozenset(table[key].path for key in LONG_POLL_RPCS if key in table)
+
+
+def is_wait(method: RpcMethod, request: Any) -> bool:
+    """Whether a call waits for something to happen rather than does work: a long poll, or a
+    history fetch with ``wait_new_event``. The built-in client gives these its long-poll default
+    timeout; a draining channel interrupts them (they would hold the drain to its deadline)."""
+    key = (method.service, method.rpc)
+    return key in LONG_POLL_RPCS or (
+        key == _HISTORY and bool(getattr(request, "wait_new_event", False))
+    )

@@ -6,7 +6,9 @@ rather than silently ignored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -14,13 +16,23 @@ from temporalio.service import ConnectConfig, TLSConfig
 
 from ... import aio
 from ...aio import GracefulChannel
+from ._methods import long_poll_paths
 
-__all__ = ("MAX_MESSAGE_BYTES", "channel_factory", "channel_options", "uses_tls")
+__all__ = (
+    "MAX_MESSAGE_BYTES",
+    "channel_factory",
+    "channel_options",
+    "rotation_factory",
+    "uses_tls",
+)
 
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 """Message size limit of the built-in client (grpc.aio's default receive limit is 4 MiB)."""
 
 _KEEPALIVE_MS = (30_000, 15_000)
+# grpc shares one connection between channels with the same target and arguments: a rotation that
+# keeps them would land on the very connection it means to leave.
+_OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -43,26 +55,71 @@ def uses_tls(config: ConnectConfig) -> bool:
 def channel_factory(config: ConnectConfig, drain_timeout: float) -> Callable[[], GracefulChannel]:
     """A function creating graceful channels as ``config`` describes (one per event loop).
 
+    The channels interrupt long polls as their drain starts (``cancel_on_drain``): a poll waits
+    for work that may never come, and would hold the drain to its deadline.
+
     Raises:
         ValueError: a setting grpc cannot honour with temporalio's meaning.
     """
-    if "://" in config.target_host:
-        raise ValueError(
-            f"target {config.target_host!r}: give host:port; a URL scheme is not supported"
+    return functools.partial(_Recipe.of(config).graceful, drain_timeout)
+
+
+def rotation_factory(config: ConnectConfig) -> Callable[[], grpc.aio.Channel]:
+    """A function creating the grpc channel a graceful channel rotates to, as ``config``
+    describes, with a connection of its own (not grpc's shared one for the same target).
+
+    Raises:
+        ValueError: a setting grpc cannot honour with temporalio's meaning.
+    """
+    return _Recipe.of(config).raw
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """The grpc channel arguments ``ConnectConfig`` stands for."""
+
+    target: str
+    credentials: grpc.ChannelCredentials | None  # None: insecure
+    options: tuple[tuple[str, Any], ...]
+    compression: grpc.Compression
+
+    @classmethod
+    def of(cls, config: ConnectConfig) -> _Recipe:
+        if "://" in config.target_host:
+            raise ValueError(
+                f"target {config.target_host!r}: give host:port; a URL scheme is not supported"
+            )
+        options = [*channel_options()[:2], *_keepalive(config), *_proxy_and_balancing(config)]
+        credentials = None
+        if uses_tls(config):
+            tls = config.tls if isinstance(config.tls, TLSConfig) else TLSConfig()
+            credentials, tls_options = _credentials(tls)
+            options += tls_options
+        return cls(config.target_host, credentials, tuple(options), _compression(config))
+
+    def graceful(self, drain_timeout: float) -> GracefulChannel:
+        if self.credentials is None:
+            return aio.insecure_channel(
+                self.target,
+                self.options,
+                self.compression,
+                drain_timeout=drain_timeout,
+                cancel_on_drain=long_poll_paths(),
+            )
+        return aio.secure_channel(
+            self.target,
+            self.credentials,
+            self.options,
+            self.compression,
+            drain_timeout=drain_timeout,
+            cancel_on_drain=long_poll_paths(),
         )
-    options = [*channel_options()[:2], *_keepalive(config), *_proxy_and_balancing(config)]
-    compression = _compression(config)
-    target = config.target_host
-    if not uses_tls(config):
-        return lambda: aio.insecure_channel(
-            target, options, compression, drain_timeout=drain_timeout
-        )
-    tls = config.tls if isinstance(config.tls, TLSConfig) else TLSConfig()
-    credentials, tls_options = _credentials(tls)
-    options += tls_options
-    return lambda: aio.secure_channel(
-        target, credentials, options, compression, drain_timeout=drain_timeout
-    )
+
+    def raw(self) -> grpc.aio.Channel:
+        options = (*self.options, _OWN_CONNECTION)
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(self.target, options, self.compression)
+        return grpc.aio.secure_channel(self.target, self.credentials, options, self.compression)
 
 
 def _keepalive(config: ConnectConfig) -> list[tuple[str, Any]]:

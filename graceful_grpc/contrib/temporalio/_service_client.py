@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import enum
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -11,13 +14,17 @@ import grpc
 import temporalio
 import temporalio.service
 from google.protobuf.message import Message
-from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient
+from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceClient, TLSConfig
 
+from ..._validation import check_seconds
 from ...aio import GracefulChannel, UnaryUnaryMultiCallable
+from ...errors import ChannelClosedError
 from ...report import DrainReport
+from ...state import ChannelState
 from ._loops import LoopChannels
 from ._metadata import Metadata, check_metadata, merge_headers
-from ._methods import LONG_POLL_RPCS, RpcMethod, method_table
+from ._methods import RpcMethod, is_wait, method_table
+from ._options import channel_factory, rotation_factory
 from ._retry import retrying
 
 __all__ = ("DEFAULT_LONG_POLL_TIMEOUT", "DEFAULT_TIMEOUT", "GracefulServiceClient")
@@ -28,8 +35,16 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a call may take when the caller gives no timeout (as the built-in client)."""
 DEFAULT_LONG_POLL_TIMEOUT = 70.0
 """The same, for long polls."""
+DEFAULT_DRAIN_TIMEOUT = 30.0
+"""``drain_timeout`` of a channel a rotation creates when the client had none to copy it from."""
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _EAGER_START = ("workflow", "start_workflow_execution")
+
+
+class _Keep(enum.Enum):
+    """``rotate()``'s "keep the current setting"."""
+
+    CURRENT = enum.auto()
 
 
 class GracefulServiceClient(ServiceClient):
@@ -41,7 +56,10 @@ class GracefulServiceClient(ServiceClient):
     ``RPCError`` (UNAVAILABLE / CANCELLED), never as a bare ``UsageError`` or ``CancelledError``.
 
     A grpc.aio channel belongs to one event loop; given a channel factory, this client keeps one
-    graceful channel per event loop it is used from (see ``channel`` and ``close``).
+    graceful channel per event loop it is used from (see ``channel``, ``close`` and ``rotate``).
+    Calls that wait rather than work (long polls, and history fetches with ``wait_new_event``)
+    are marked cancel-on-drain: a closing channel interrupts them at once, and their callers get
+    ``RPCError(UNAVAILABLE)`` without retries.
 
     Args:
         config: The connection settings; ``identity``, ``rpc_metadata``, ``api_key`` and
@@ -94,6 +112,59 @@ class GracefulServiceClient(ServiceClient):
             ChannelClosedError: ``close()`` was called and this loop has no channel.
         """
         return self._channels.current()
+
+    async def rotate(
+        self,
+        *,
+        tls: bool | TLSConfig | _Keep | None = _Keep.CURRENT,
+        target: str | _Keep = _Keep.CURRENT,
+        grace: float | None = None,
+    ) -> DrainReport:
+        """Moves every event loop's channel to a new connection, with new settings if given.
+
+        As ``GracefulChannel.rotate()``: from the moment of the call, new calls from every user
+        of this client (the ``Client``, handles, ``activity.client()``) go to the new
+        connections; calls in flight finish on the old ones, which close as soon as they are
+        done or at ``grace``. A wait (a long poll, or ``handle.result()``'s history poll) the
+        rotation interrupts on an old connection goes on, unseen by its caller, on the new one.
+        The new connections are built from ``config`` with the changes, as ``connect()`` builds
+        them (channels given to the constructor are replaced by such channels); a loop first
+        used afterwards gets such a channel too. The worker's bridge connection is not
+        rotated (see the README).
+
+        Args:
+            tls: The new TLS setting, as ``ConnectConfig.tls``; omitted keeps the current one.
+            target: The new ``host:port`` of the frontend; omitted keeps the current one.
+            grace: Seconds each old connection may drain; None means each channel's
+                ``drain_timeout``.
+
+        Returns:
+            One report for the old connections of every loop: closed and drained only if every
+            one was, ``waited`` the longest, calls summed (as ``close()``'s).
+
+        Raises:
+            ValueError: a setting the graceful channel cannot honour (as ``connect()``), or
+                ``grace`` negative, NaN or infinite; nothing has changed then.
+            TypeError: ``tls`` or ``target`` of the wrong type.
+            ChannelClosedError: ``close()`` was called.
+        """
+        changes: dict[str, Any] = {}
+        if not isinstance(target, _Keep):
+            if not isinstance(target, str):
+                raise TypeError(f"target must be a str 'host:port', got {type(target).__name__}")
+            changes["target_host"] = target
+        if not isinstance(tls, _Keep):
+            if tls is not None and not isinstance(tls, bool | TLSConfig):
+                raise TypeError(f"tls must be a bool, TLSConfig or None, got {type(tls).__name__}")
+            changes["tls"] = tls
+        if grace is not None:
+            check_seconds(grace, "grace")
+        config = dataclasses.replace(self.config, **changes)
+        new_raw = rotation_factory(config)
+        factory = channel_factory(config, self._channels.drain_timeout(DEFAULT_DRAIN_TIMEOUT))
+        rotation = self._channels.rotate(factory, new_raw, grace)
+        self.config = config
+        return await rotation
 
     async def close(self, grace: float | None = None) -> DrainReport:
         """Closes the graceful channels of every event loop the client was used from.
@@ -171,21 +242,46 @@ class GracefulServiceClient(ServiceClient):
             plain.CopyFrom(req)
             plain.request_eager_execution = False  # type: ignore[attr-defined]
             req = plain
-        seconds = timeout.total_seconds() if timeout is not None else _default_timeout(method, req)
+        wait = is_wait(method, req)
+        if timeout is not None:
+            seconds = timeout.total_seconds()
+        else:
+            seconds = DEFAULT_LONG_POLL_TIMEOUT if wait else DEFAULT_TIMEOUT
         try:
-            call = self._callable(method)
+            channel = self._channels.current()
+            multicallable = self._callable(channel, method)
+
+            deadline = asyncio.get_running_loop().time() + seconds
+
+            async def call() -> ResponseT:
+                while True:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    started = multicallable(req, metadata=headers, timeout=max(remaining, 0.0))
+                    if not wait:
+                        response: ResponseT = await started
+                        return response
+                    channel.cancel_on_drain(started)  # it would hold a drain to its deadline
+                    try:
+                        response = await started
+                        return response
+                    except ChannelClosedError:
+                        if channel.closed or channel.state is not ChannelState.OPEN:
+                            raise
+                        # A rotation interrupted the wait on the old connection; the channel
+                        # lives on, so the wait goes on on the new one.
+
             if not retry:
-                response: ResponseT = await call(req, metadata=headers, timeout=seconds)
-                return response
+                return await call()
             async for attempt in retrying(self.config.retry_config):
                 with attempt:
-                    response = await call(req, metadata=headers, timeout=seconds)
+                    response = await call()
             return response
         except grpc.aio.AioRpcError as error:
             raise _rpc_error(error) from error
 
-    def _callable(self, method: RpcMethod) -> UnaryUnaryMultiCallable[Any, Any]:
-        channel = self._channels.current()
+    def _callable(
+        self, channel: GracefulChannel, method: RpcMethod
+    ) -> UnaryUnaryMultiCallable[Any, Any]:
         callables = self._callables.setdefault(channel, {})
         key = (method.service, method.rpc)
         callable_ = callables.get(key)
@@ -224,14 +320,6 @@ def _single(channel: GracefulChannel) -> Callable[[], GracefulChannel]:
         return channel
 
     return factory
-
-
-def _default_timeout(method: RpcMethod, req: Message) -> float:
-    if (method.service, method.rpc) in LONG_POLL_RPCS or (
-        method.rpc == "get_workflow_execution_history" and getattr(req, "wait_new_event", False)
-    ):
-        return DEFAULT_LONG_POLL_TIMEOUT
-    return DEFAULT_TIMEOUT
 
 
 def _rpc_error(error: grpc.aio.AioRpcError) -> RPCError:
