@@ -89,3 +89,17 @@ def test_readme_lists_the_verified_grpcio_releases() -> None:
     listed = re.search(r"`make grpcio-sweep`: ([0-9., ]+) \(table below\)", readme)
     assert listed is not None
     assert [v.strip() for v in listed.group(1).split(",")] == list(_grpc_internals.VERIFIED_GRPCIO)
+
+
+@pytest.mark.parametrize("missing", ["temporalio", "tenacity"])
+def test_temporal_integration_without_its_extra_names_the_extra(missing: str) -> None:
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "try:\n"
+        "    import graceful_grpc.contrib.temporalio\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert f"needs {missing!r}" in out.stdout, out.stdout + out.stderr
+    assert "pip install 'graceful-grpc[temporal]'" in out.stdout

@@ -5,6 +5,15 @@ plugs in at ``temporalio.service.ServiceClient``, so client calls - starting and
 workflows, completing activities asynchronously - get graceful_grpc's shutdown guarantees.
 """
 
+try:
+    import temporalio.service as _temporalio_service  # noqa: F401 - checked here, used below
+    import tenacity as _tenacity  # noqa: F401
+except ImportError as missing:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        f"graceful_grpc.contrib.temporalio needs {(missing.name or '').split('.')[0]!r}: "
+        "pip install 'graceful-grpc[temporal]'"
+    ) from missing
+
 from ._connect import connect
 from ._fork import GrpcForkSupportWarning
 from ._methods import RpcMethod, method_table
