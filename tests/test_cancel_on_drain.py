@@ -16,7 +16,7 @@ from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
 from .calls import KINDS, METHOD, finish, start
 from .silent_peer import SilentPeer
-from .test_drain_core import AWAITING, start_reader_writer
+from .test_drain_core import every_method_waiting
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 
@@ -54,15 +54,7 @@ async def test_watchers_are_interrupted_and_the_drain_waits_only_for_real_work(
 async def test_every_awaiting_method_answers_channel_closed_at_once() -> None:
     async with SilentPeer() as peer:
         channel = aio.insecure_channel(peer.target, cancel_on_drain=lambda method: True)
-        waiting: dict[str, asyncio.Task[Any]] = {}
-        for method, (call_kinds, awaiting) in AWAITING.items():
-            for kind in call_kinds:
-                call = start_reader_writer(channel, kind)
-                waiting[f"{kind}.{method}"] = asyncio.ensure_future(awaiting(call))
-        await asyncio.wait_for(peer.connected.wait(), timeout=5)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert [name for name, task in waiting.items() if task.done()] == []
+        waiting = await every_method_waiting(channel, peer)
         began = time.monotonic()
         closing = asyncio.create_task(channel.close(grace=30))
         await asyncio.wait(waiting.values(), timeout=2)

@@ -244,18 +244,25 @@ def start_reader_writer(channel: Any, kind: str) -> Any:
     return stub.BidiStream()
 
 
+async def every_method_waiting(channel: Any, peer: SilentPeer) -> dict[str, asyncio.Task[Any]]:
+    """A call per kind and awaiting method on ``channel`` to ``peer``, a task awaiting each;
+    returns them once all are blocked ("kind.method" -> task)."""
+    waiting: dict[str, asyncio.Task[Any]] = {}
+    for method, (call_kinds, awaiting) in AWAITING.items():
+        for kind in call_kinds:
+            call = start_reader_writer(channel, kind)
+            waiting[f"{kind}.{method}"] = asyncio.ensure_future(awaiting(call))
+    await asyncio.wait_for(peer.connected.wait(), timeout=5)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [name for name, task in waiting.items() if task.done()] == []
+    return waiting
+
+
 async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers() -> None:
     async with SilentPeer() as peer:
         channel = aio.insecure_channel(peer.target)
-        waiting: dict[str, asyncio.Task[Any]] = {}
-        for method, (call_kinds, awaiting) in AWAITING.items():
-            for kind in call_kinds:
-                call = start_reader_writer(channel, kind)
-                waiting[f"{kind}.{method}"] = asyncio.ensure_future(awaiting(call))
-        await asyncio.wait_for(peer.connected.wait(), timeout=5)
-        for _ in range(5):
-            await asyncio.sleep(0)
-        assert [name for name, task in waiting.items() if task.done()] == []
+        waiting = await every_method_waiting(channel, peer)
         aborted_at = time.monotonic()
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         await asyncio.wait(waiting.values(), timeout=2)
