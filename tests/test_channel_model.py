@@ -104,6 +104,7 @@ class ModelCall:
     generation: int = 0  # the channel's rotations when it started: the connection it runs on
     cancel_on_drain: bool = False  # by its method, or marked while in flight
     done_rotations: int | None = None  # the channel's rotations when grpc reported it done
+    done_at: float = 0.0  # loop time of that
     interrupted: int | None = None  # the model's event number when the channel interrupted it
     interrupted_at: float = 0.0  # loop time of that
     answered_at: float = 0.0  # loop time the caller got its answer
@@ -134,6 +135,7 @@ class Rotation:
     earliest_deadline: float  # of the old connection's drain; only ever brought forward
     latest_deadline: float
     task: asyncio.Task[Any] | None  # the rule's rotate(), or None: max_age rotated
+    started_at: float = 0.0  # loop time
     report: DrainReport | None = None
     ended_at: float | None = None
     checked: bool = False
@@ -378,7 +380,7 @@ class ChannelModel(RuleBasedStateMachine):
                 self.interrupt(call)
         assert len(self.rotation_log) == old, (self.rotation_log, rotations)
         self.rotation_log.append(
-            Rotation(rotations, event, in_flight, at + grace, now + grace + 0.01, task)
+            Rotation(rotations, event, in_flight, at + grace, now + grace + 0.01, task, now)
         )
 
     def drained(self, report: DrainReport) -> None:
@@ -399,7 +401,15 @@ class ChannelModel(RuleBasedStateMachine):
             assert rotation.report is not None and rotation.ended_at is not None
             await self.wait_answered(rotation.in_flight, f"rotation {rotation.number}")
             self.check_rotation_report(rotation, rotation.report)
-            assert rotation.ended_at <= rotation.latest_deadline + ANSWER_SLACK, "rotate() overran"
+            assert rotation.ended_at <= self.rotation_due(rotation), "rotate() overran"
+
+    def rotation_due(self, rotation: Rotation) -> float:
+        """Loop time by which a rotation's drain must have ended: its deadline, or as soon as
+        no call is left on the old connection, whichever comes first; plus ANSWER_SLACK."""
+        due = rotation.latest_deadline
+        if all(call.call.done() for call in rotation.in_flight):
+            due = min(due, max((call.done_at for call in rotation.in_flight), default=0.0))
+        return max(due, rotation.started_at) + ANSWER_SLACK
 
     def check_rotation_report(self, rotation: Rotation, report: DrainReport) -> None:
         rotation.checked = True
@@ -559,6 +569,7 @@ class ChannelModel(RuleBasedStateMachine):
 
     def _call_done(self, model: ModelCall, call: Any) -> None:
         model.done_rotations = self.channel.rotations
+        model.done_at = self.loop.time()
 
     def _answered(self, model: ModelCall, caller: Any) -> None:
         model.answered_at = self.loop.time()
@@ -963,11 +974,18 @@ class RotatingChannelModel(ChannelModel):
         if not pending:
             return
         rotation = pending[0]
-        late = rotation.latest_deadline + ANSWER_SLACK - self.loop.time()
         assert rotation.task is not None
-        await asyncio.wait({rotation.task}, timeout=max(0.0, late))
-        assert rotation.task.done(), "the old connection's drain overran its grace"
+        # Its calls may end meanwhile (delay mode): the due time is re-read as they do.
+        while not rotation.task.done() and self.loop.time() < self.rotation_due(rotation):
+            await asyncio.wait({rotation.task}, timeout=0.01)
+        assert rotation.task.done(), "the old connection's drain overran"
         await self.settle()
+
+    @precondition(lambda self: self.steps >= 4)  # sooner than the drain core: rotations pile up
+    @rule(handle=st.integers(0, 7), grace=st.sampled_from(GRACES))
+    def close(self, handle: int, grace: float) -> None:
+        self.steps += 1
+        self.run(self._close(self.handles[handle % len(self.handles)], grace))
 
     @rule(index=st.integers(0, 63), handle=st.integers(0, 7))
     def mark_cancel_on_drain(self, index: int, handle: int) -> None:
@@ -977,7 +995,8 @@ class RotatingChannelModel(ChannelModel):
     async def _mark_cancel_on_drain(self, index: int, handle: GracefulChannel) -> None:
         if not self.calls:
             return
-        model = self.calls[index % len(self.calls)]
+        pending = [call for call in self.calls if not call.call.done()]
+        model = (pending or self.calls)[index % len(pending or self.calls)]
         in_flight = not model.call.done()
         assert handle.cancel_on_drain(model.call) is model.call
         if in_flight:
