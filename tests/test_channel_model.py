@@ -1,5 +1,9 @@
-"""A Hypothesis state machine over a real graceful channel: calls of all four kinds, holds, handles
-and closes in any order, checked against a model after every step.
+"""Hypothesis state machines over a real graceful channel, checked against a model after every step.
+
+``ChannelModel`` is the drain core: calls of all four kinds, holds, handles and closes in any
+order. ``RotatingChannelModel`` is the same machine with rotation and cancel-on-drain on top:
+``rotate()`` (run as a task, so rotations overlap and the machine keeps stepping), ``max_age`` (the
+channel rotates itself), the ``cancel_on_drain`` option and ``channel.cancel_on_drain(call)``.
 
 Hypothesis state machines are synchronous, so each machine run owns an event loop running in a
 background thread, and every rule and check is a coroutine submitted to it. The loop keeps running
@@ -7,7 +11,16 @@ between rules, so drain deadlines pass in real time, as they would in production
 the channel in one synchronous step on the loop, so nothing moves under it. Each run has its own
 real Echo server and channel.
 
-The machine has a fixed seed and no example database: every run of the suite draws the same
+The model follows the channel's connections by generation: a call's generation is the channel's
+``rotations`` when it started (the connection it runs on), and rotation number ``r`` retires
+generation ``r - 1``. The model learns of every rotation, also those ``max_age`` makes, from a
+rotation listener, which the channel calls synchronously inside the rotation - so the model's
+snapshot of the calls in flight on the old connection is exact. The channel interrupts
+cancel-on-drain calls synchronously too (as a rotation or drain starts, as a call is marked or
+admitted while draining), so the model knows exactly which calls it interrupts; what it cannot
+know exactly (a deadline racing a caller's own cancellation) it bounds.
+
+The machines have a fixed seed and no example database: every run of the suite draws the same
 sequences of rules (``derandomize`` would too, but explores far less: it draws mostly the first
 rule). What the channel does at each step may still vary with timing, so the rules only ever
 depend on what the model decided, never on what the channel did (Hypothesis rejects data
@@ -19,9 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import itertools
 import threading
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -40,15 +54,26 @@ from graceful_grpc import ChannelClosedError, ChannelState, DrainReport, DrainTi
 from graceful_grpc.aio import GracefulChannel, Hold
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, PassingInterceptor, finish, start
+from .calls import KINDS, METHOD, PassingInterceptor, finish, start
 
 T = TypeVar("T")
 
-# How late a caller the drain aborted may be answered, after the drain deadline.
+# How late a caller the drain aborted (or interrupted) may be answered, after its deadline.
 ANSWER_SLACK = 0.1
+# A deadline computed by the channel a moment before the model reads the clock (max_age).
+CLOCK_SLOP = 0.001
 BAD_METADATA: dict[str, Any] = {
     "non-str key": ((42, 42),),
     "str value for -bin key": (("k-bin", "v"),),
+}
+# cancel_on_drain option -> (the option's value, the call kinds whose methods it names)
+CANCEL_ON_DRAIN: dict[str, tuple[Any, frozenset[str]]] = {
+    "none": (None, frozenset()),
+    "server stream": ([METHOD["unary_stream"]], frozenset({"unary_stream"})),
+    "streaming methods": (
+        lambda method: method.endswith("Stream"),
+        frozenset({"unary_stream", "stream_unary", "stream_stream"}),
+    ),
 }
 GRACES = (0.0, 0.05, 0.1, 0.2)
 STATE_ORDER = {ChannelState.OPEN: 0, ChannelState.DRAINING: 1, ChannelState.CLOSED: 2}
@@ -76,19 +101,68 @@ class ModelCall:
     gate: str = ""
     owner_cancelled: bool = False
     during_drain: bool = False  # admitted while the connection was DRAINING
+    generation: int = 0  # the channel's rotations when it started: the connection it runs on
+    cancel_on_drain: bool = False  # by its method, or marked while in flight
+    done_rotations: int | None = None  # the channel's rotations when grpc reported it done
+    done_at: float = 0.0  # loop time of that
+    interrupted: int | None = None  # the model's event number when the channel interrupted it
+    interrupted_at: float = 0.0  # loop time of that
+    answered_at: float = 0.0  # loop time the caller got its answer
 
 
 @dataclass
 class Drain:
     """What the model knows about the drain once the last handle is closing."""
 
-    in_flight_at_start: int
+    in_flight: list[ModelCall]  # on every connection, as the drain started
+    started: int  # the model's event number
+    started_at: float  # loop time
     earliest_deadline: float  # loop time: the abort may not come before this
     latest_deadline: float  # loop time: callers are answered by this + ANSWER_SLACK
     task: asyncio.Task[Any]  # the close() that started the drain
     ended_at: float | None = None
     report: DrainReport | None = None
     admitted: list[ModelCall] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Rotation:
+    """What the model knows about one rotation and the drain of the connection it retired."""
+
+    number: int  # the channel's rotations after it; it retired generation number - 1
+    event: int  # the model's event number
+    in_flight: list[ModelCall]  # on the old connection as the rotation happened
+    earliest_deadline: float  # of the old connection's drain; only ever brought forward
+    latest_deadline: float
+    task: asyncio.Task[Any] | None  # the rule's rotate(), or None: max_age rotated
+    started_at: float = 0.0  # loop time
+    report: DrainReport | None = None
+    ended_at: float | None = None
+    checked: bool = False
+
+
+@dataclass
+class Tally:
+    """How the calls a report covers ended, as their callers saw it; ``either`` could be any."""
+
+    completed: int = 0
+    cancelled: int = 0
+    interrupted: int = 0
+    either: int = 0
+    cancelled_kinds: Counter[str] = field(default_factory=Counter)
+    interrupted_kinds: Counter[str] = field(default_factory=Counter)
+    seen: list[str] = field(default_factory=list)  # for failure messages
+
+    def check(self, report: DrainReport, total: int) -> None:
+        counts = (report.completed, len(report.cancelled), len(report.interrupted))
+        assert sum(counts) == total, (report, total)
+        for got, least in zip(
+            counts, (self.completed, self.cancelled, self.interrupted), strict=True
+        ):
+            assert least <= got <= least + self.either, (report, self)
+        assert self.cancelled_kinds <= Counter(info.kind for info in report.cancelled), report
+        assert self.interrupted_kinds <= Counter(info.kind for info in report.interrupted), report
+        assert report.drained == (not report.cancelled and not report.abandoned_holds), report
 
 
 def answer(task: asyncio.Task[Any]) -> str:
@@ -102,6 +176,9 @@ def answer(task: asyncio.Task[Any]) -> str:
         return "ok"
     if isinstance(error, DrainTimeoutError):
         return "DrainTimeoutError"
+    if isinstance(error, ChannelClosedError):
+        assert error.code() is grpc.StatusCode.UNAVAILABLE, error
+        return "ChannelClosedError"
     if isinstance(error, grpc.aio.AioRpcError):
         return f"rpc {error.code().name}"
     return f"local {type(error).__name__}"
@@ -123,6 +200,11 @@ class ChannelModel(RuleBasedStateMachine):
         self.drain: Drain | None = None
         self.last_state = ChannelState.OPEN
         self.policy = "held"
+        self.interrupt_kinds: frozenset[str] = frozenset()  # of the cancel_on_drain option
+        self.rotation_log: list[Rotation] = []  # rotation number r at index r - 1
+        self.rule_rotation: tuple[float, float] | None = None  # (grace, loop time) of rotate()
+        self.drain_reports: list[DrainReport] = []  # every report the drain listener got
+        self.events = itertools.count()  # orders interrupts, rotations and the drain's start
         self.gates = 0
         self.steps = 0  # rules run: deterministic, unlike what the channel did
 
@@ -168,10 +250,83 @@ class ChannelModel(RuleBasedStateMachine):
         if self.drain is not None and self.state() is ChannelState.DRAINING:
             call.during_drain = True
             self.drain.admitted.append(call)
+            if call.cancel_on_drain:  # a cancel-on-drain call admitted while draining
+                self.interrupt(call)
+
+    def interrupt(self, call: ModelCall) -> None:
+        """The channel has just interrupted ``call`` (it was in flight): its caller gets
+        ChannelClosedError within ANSWER_SLACK."""
+        if call.interrupted is None:
+            call.interrupted = next(self.events)
+            call.interrupted_at = self.loop.time()
+
+    def answer_by(self, call: ModelCall) -> float | None:
+        """Loop time by which the caller of ``call`` must have its answer, if the model knows."""
+        bounds = []
+        if call.interrupted is not None:
+            bounds.append(call.interrupted_at)
+        if call.generation < len(self.rotation_log):
+            bounds.append(self.rotation_log[call.generation].latest_deadline)
+        if self.drain is not None:
+            bounds.append(self.drain.latest_deadline)
+        return min(bounds) + ANSWER_SLACK if bounds else None
+
+    async def wait_answered(self, calls: Iterable[ModelCall], why: str) -> None:
+        """Waits for the callers of ``calls`` that are due an answer, each until its
+        ``answer_by()``; fails if one is still waiting then."""
+        due = [(call, by) for call in calls if (by := self.answer_by(call)) is not None]
+        waiting = [call.caller for call, _ in due if not call.caller.done()]
+        if waiting:
+            until = max(by for _, by in due)
+            await asyncio.wait(waiting, timeout=max(0.0, until - self.loop.time()))
+        now = self.loop.time()
+        hung = [(c.kind, c.mode) for c, by in due if by <= now and not c.caller.done()]
+        assert hung == [], f"callers still waiting {ANSWER_SLACK}s after {why}: {hung}"
+
+    def may_have_timed_out(self, call: ModelCall) -> bool:
+        """Whether a drain deadline that applies to ``call`` had passed when its caller was
+        answered."""
+        if call.generation < len(self.rotation_log):  # on a connection a rotation retired
+            return call.answered_at >= self.rotation_log[call.generation].earliest_deadline
+        return self.state() is ChannelState.CLOSED
+
+    def tally(self, calls: list[ModelCall], since: int) -> Tally:
+        """How ``calls`` ended, for a report that counts interrupts from event ``since`` on."""
+        tally = Tally()
+        for call in calls:
+            result = answer(call.caller)
+            tally.seen.append(f"{call.kind} {call.mode} {result} interrupted={call.interrupted}")
+            if call.owner_cancelled or call.mode == "bad":  # its own end raced the channel's
+                tally.either += 1
+            elif result == "DrainTimeoutError":
+                if self.aborted_before(call, since):
+                    tally.either += 1
+                else:
+                    tally.cancelled += 1
+                    tally.cancelled_kinds[call.kind] += 1
+            elif result == "ChannelClosedError":
+                assert call.interrupted is not None
+                if call.interrupted >= since:
+                    tally.interrupted += 1
+                    tally.interrupted_kinds[call.kind] += 1
+                else:  # interrupted before, but grpc had not reported it done yet
+                    tally.completed += 1
+            else:
+                tally.completed += 1
+        return tally
+
+    def aborted_before(self, call: ModelCall, since: int) -> bool:
+        """Whether a rotation's deadline may have aborted ``call`` before the drain's event
+        ``since`` (grpc reports an intercepted call done a step after its abort)."""
+        drain = self.drain
+        if call.generation >= len(self.rotation_log) or drain is None or since != drain.started:
+            return False
+        return self.rotation_log[call.generation].earliest_deadline <= drain.started_at
 
     async def settle(self) -> None:
         """Ends every rule: once the drain is over, every caller and idle waiter is answered in
-        time, and the report agrees with the model."""
+        time, and the report agrees with the model; so do the reports of rotations."""
+        await self.settle_rotations()
         drain = self.drain
         if drain is None or not drain.task.done() or drain.report is not None:
             return
@@ -186,26 +341,124 @@ class ChannelModel(RuleBasedStateMachine):
         assert all(waiter.done() and waiter.result() for waiter in self.idle_waiters)
         drain.report = report = drain.task.result()
         self.check_report(drain, report)
+        await self.check_every_rotation_reported(answer_by)
 
     def check_report(self, drain: Drain, report: DrainReport) -> None:
         assert report.closed
         assert drain.ended_at is not None
         assert drain.ended_at <= drain.latest_deadline + ANSWER_SLACK, "close() overran"
-        rpcs = drain.in_flight_at_start + len(drain.admitted)
-        assert report.completed + len(report.cancelled) == rpcs, (report, rpcs)
-        aborted = [call for call in self.calls if answer(call.caller) == "DrainTimeoutError"]
-        racing = [call for call in self.calls if call.owner_cancelled]
-        assert len(aborted) <= len(report.cancelled) <= len(aborted) + len(racing), report
-        if report.cancelled or report.abandoned_holds:
-            assert self.drain_deadline_passed(drain), "aborted before the deadline"
+        covered = drain.in_flight + drain.admitted
+        self.tally(covered, drain.started).check(report, len(covered))
+        if report.abandoned_holds:
+            assert self.drain_deadline_passed(drain), "holds abandoned before the deadline"
         abandoned = [hold for hold in self.holds if not hold.released_by_model]
         assert report.abandoned_holds == len(abandoned), report
-        assert report.drained == (not report.cancelled and not report.abandoned_holds)
-        reported = Counter(info.kind for info in report.cancelled)
-        assert Counter(call.kind for call in aborted) <= reported, report
+        assert any(seen is report for seen in self.drain_reports), "drain listener not called"
 
     def drain_deadline_passed(self, drain: Drain) -> bool:
         return drain.ended_at is not None and drain.ended_at >= drain.earliest_deadline
+
+    # -- rotations (only RotatingChannelModel rotates; these keep the books of any machine) -----
+
+    def rotated(self, rotations: int) -> None:
+        """The channel's rotation listener: runs inside the rotation, synchronously."""
+        now = self.loop.time()
+        if self.rule_rotation is not None:  # rotate() of a rule; it read the clock first
+            (grace, at), self.rule_rotation = self.rule_rotation, None
+            task = asyncio.current_task()
+        else:  # max_age; the channel read the clock a moment ago
+            grace, at, task = self.channel.drain_timeout, now - CLOCK_SLOP, None
+        old, event = rotations - 1, next(self.events)  # before the interrupts it makes
+        in_flight = [
+            call
+            for call in self.calls
+            if call.generation == old
+            and (call.done_rotations is None or call.done_rotations >= rotations)
+        ]
+        for call in in_flight:
+            if call.cancel_on_drain:
+                self.interrupt(call)
+        assert len(self.rotation_log) == old, (self.rotation_log, rotations)
+        self.rotation_log.append(
+            Rotation(rotations, event, in_flight, at + grace, now + grace + 0.01, task, now)
+        )
+
+    def drained(self, report: DrainReport) -> None:
+        """The channel's drain listener."""
+        self.drain_reports.append(report)
+
+    def bring_rotations_forward(self, earliest: float, latest: float) -> None:
+        for rotation in self.rotation_log:
+            rotation.earliest_deadline = min(rotation.earliest_deadline, earliest)
+            rotation.latest_deadline = min(rotation.latest_deadline, latest)
+
+    async def settle_rotations(self) -> None:
+        """Checks the report of each rotate() of a rule that has returned."""
+        for rotation in self.rotation_log:
+            if rotation.checked or rotation.task is None or not rotation.task.done():
+                continue
+            rotation.report = rotation.task.result()  # re-raises what the task asserted
+            assert rotation.report is not None and rotation.ended_at is not None
+            await self.wait_answered(rotation.in_flight, f"rotation {rotation.number}")
+            self.check_rotation_report(rotation, rotation.report)
+            assert rotation.ended_at <= self.rotation_due(rotation), "rotate() overran"
+
+    def rotation_due(self, rotation: Rotation) -> float:
+        """Loop time by which a rotation's drain must have ended: its deadline, or as soon as
+        no call is left on the old connection, whichever comes first; plus ANSWER_SLACK."""
+        due = rotation.latest_deadline
+        if all(call.call.done() for call in rotation.in_flight):
+            due = min(due, max((call.done_at for call in rotation.in_flight), default=0.0))
+        return max(due, rotation.started_at) + ANSWER_SLACK
+
+    def check_rotation_report(self, rotation: Rotation, report: DrainReport) -> None:
+        rotation.checked = True
+        assert report.closed and report.abandoned_holds == 0, report
+        self.tally(rotation.in_flight, rotation.event).check(report, len(rotation.in_flight))
+        if report.cancelled:
+            assert self.loop.time() >= rotation.earliest_deadline, "aborted before the grace"
+        assert any(seen is report for seen in self.drain_reports), "drain listener not called"
+
+    async def check_every_rotation_reported(self, answer_by: float) -> None:
+        """Once the drain is over: every old connection has drained and reported; the reports of
+        ``max_age`` rotations (which the model cannot tell apart) agree with them together."""
+        assert self.channel.connections == 0
+        assert len(self.rotation_log) == self.channel.rotations
+        tasks = [rotation.task for rotation in self.rotation_log if rotation.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, answer_by - self.loop.time()))
+        await self.settle_rotations()
+        assert all(rotation.checked for rotation in self.rotation_log if rotation.task)
+        assert self.drain is not None
+        known = [self.drain.report, *(rotation.report for rotation in self.rotation_log)]
+        by_age = [r for r in self.drain_reports if not any(r is k for k in known)]
+        aged = [rotation for rotation in self.rotation_log if rotation.task is None]
+        assert len(by_age) == len(aged), (by_age, aged)
+        assert sorted(r.completed + len(r.cancelled) + len(r.interrupted) for r in by_age) == (
+            sorted(len(rotation.in_flight) for rotation in aged)
+        )
+        together = Tally()
+        for rotation in aged:
+            tally = self.tally(rotation.in_flight, rotation.event)
+            together.completed += tally.completed
+            together.cancelled += tally.cancelled
+            together.interrupted += tally.interrupted
+            together.either += tally.either
+            together.cancelled_kinds += tally.cancelled_kinds
+            together.interrupted_kinds += tally.interrupted_kinds
+        merged = DrainReport(
+            closed=True,
+            drained=all(r.drained for r in by_age),
+            waited=0.0,
+            completed=sum(r.completed for r in by_age),
+            cancelled=tuple(info for r in by_age for info in r.cancelled),
+            abandoned_holds=sum(r.abandoned_holds for r in by_age),
+            interrupted=tuple(info for r in by_age for info in r.interrupted),
+        )
+        together.check(merged, sum(len(rotation.in_flight) for rotation in aged))
+        for report in by_age:
+            assert report.closed and report.abandoned_holds == 0, report
+            assert report.drained == (not report.cancelled), report
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -214,16 +467,28 @@ class ChannelModel(RuleBasedStateMachine):
         self.policy = policy
         self.run(self._open_channel(policy, intercepted))
 
-    async def _open_channel(self, policy: str, intercepted: bool) -> None:
+    async def _open_channel(
+        self,
+        policy: str,
+        intercepted: bool,
+        *,
+        drain_timeout: float = STEP_TIMEOUT,
+        cancel_on_drain: str = "none",
+        max_age: float | None = None,
+    ) -> None:
         # On the loop: a grpc.aio channel belongs to the loop it is created on.
-        self.handles.append(
-            aio.insecure_channel(
-                self.server.target,
-                interceptors=[PassingInterceptor()] if intercepted else None,
-                drain_timeout=STEP_TIMEOUT,
-                admit_during_drain=policy,  # type: ignore[arg-type]
-            )
+        option, self.interrupt_kinds = CANCEL_ON_DRAIN[cancel_on_drain]
+        channel = aio.insecure_channel(
+            self.server.target,
+            interceptors=[PassingInterceptor()] if intercepted else None,
+            drain_timeout=drain_timeout,
+            admit_during_drain=policy,  # type: ignore[arg-type]
+            cancel_on_drain=option,
+            max_age=max_age,
         )
+        channel.add_rotation_listener(self.rotated)
+        channel.add_drain_listener(self.drained)
+        self.handles.append(channel)
 
     @rule(
         kind=st.sampled_from(KINDS),
@@ -249,7 +514,28 @@ class ChannelModel(RuleBasedStateMachine):
         delay_ms: int,
         bad: str,
     ) -> None:
-        hold = self.held_by(held)
+        model = self.launch(kind, mode, handle, self.held_by(held), delay_ms, bad)
+        if model is None:
+            pass
+        elif mode == "gate":
+            await self.arrived(model)
+        elif mode == "bad":
+            await asyncio.wait({model.caller})
+            result = answer(model.caller)
+            assert result == "local TypeError", result
+        await self.answer_interrupted()
+        await self.settle()
+
+    def launch(
+        self,
+        kind: str,
+        mode: str,
+        handle: GracefulChannel,
+        hold: ModelHold | None,
+        delay_ms: int = 0,
+        bad: str = "",
+    ) -> ModelCall | None:
+        """Starts a call (synchronously, on the loop) and records it; None if refused."""
         expected = self.admits(handle, hold)
         self.gates += 1
         gate = f"g{self.gates}" if mode == "gate" else ""
@@ -264,20 +550,40 @@ class ChannelModel(RuleBasedStateMachine):
             )
         except ChannelClosedError:
             assert not expected, "the channel refused a call it must admit"
-            return
+            return None
         assert expected, f"the channel admitted a call it must refuse ({self.state()})"
         caller = asyncio.create_task(finish(call, kind))  # a task other than the starter's
-        model = ModelCall(kind, mode, call, caller, gate)
+        model = ModelCall(
+            kind,
+            mode,
+            call,
+            caller,
+            gate,
+            generation=self.channel.rotations,
+            cancel_on_drain=kind in self.interrupt_kinds,
+        )
+        call.add_done_callback(functools.partial(self._call_done, model))
+        caller.add_done_callback(functools.partial(self._answered, model))
         self.admitted(model)
-        if mode == "gate":  # until the server holds it, or it ended (the drain aborted it)
-            arrived = asyncio.ensure_future(self.server.wait_arrivals(gate))
-            await asyncio.wait({arrived, caller}, return_when=asyncio.FIRST_COMPLETED)
-            arrived.cancel()
-        elif mode == "bad":
-            await asyncio.wait({caller})
-            result = answer(caller)
-            assert result == "local TypeError", result
-        await self.settle()
+        return model
+
+    def _call_done(self, model: ModelCall, call: Any) -> None:
+        model.done_rotations = self.channel.rotations
+        model.done_at = self.loop.time()
+
+    def _answered(self, model: ModelCall, caller: Any) -> None:
+        model.answered_at = self.loop.time()
+
+    async def arrived(self, call: ModelCall) -> None:
+        """Waits until the server holds the gated call, or it ended (a drain ended it)."""
+        arrived = asyncio.ensure_future(self.server.wait_arrivals(call.gate))
+        await asyncio.wait({arrived, call.caller}, return_when=asyncio.FIRST_COMPLETED)
+        arrived.cancel()
+
+    async def answer_interrupted(self) -> None:
+        """Every caller the channel interrupted gets ChannelClosedError within ANSWER_SLACK."""
+        interrupted = [call for call in self.calls if call.interrupted is not None]
+        await self.wait_answered(interrupted, "their call was interrupted")
 
     @rule(index=st.integers(0, 63))
     def finish(self, index: int) -> None:
@@ -291,7 +597,8 @@ class ChannelModel(RuleBasedStateMachine):
         call = pending[index % len(pending)]
         self.server.open_gate(call.gate)
         await asyncio.wait({call.caller})
-        assert answer(call.caller) in ("ok", "DrainTimeoutError"), answer(call.caller)
+        result = answer(call.caller)
+        assert result in ("ok", "DrainTimeoutError", "ChannelClosedError"), result
         await self.settle()
 
     @rule(index=st.integers(0, 63))
@@ -402,16 +709,25 @@ class ChannelModel(RuleBasedStateMachine):
 
         async def closing() -> DrainReport:
             if last:
-                in_flight = sum(not call.call.done() for call in self.calls)
+                in_flight = [call for call in self.calls if not call.call.done()]
                 earliest = self.loop.time() + grace
                 task = asyncio.current_task()
                 assert task is not None
-                self.drain = Drain(in_flight, earliest, earliest + 0.01, task)
+                self.drain = Drain(
+                    in_flight, next(self.events), self.loop.time(), earliest, earliest + 0.01, task
+                )
                 task.add_done_callback(self._drain_ended)
+                for call in in_flight:  # the drain interrupts them as it starts
+                    if call.cancel_on_drain:
+                        self.interrupt(call)
             elif self.drain is not None and self.drain.report is None:
                 earliest = self.loop.time() + grace
                 self.drain.earliest_deadline = min(self.drain.earliest_deadline, earliest)
                 self.drain.latest_deadline = min(self.drain.latest_deadline, earliest + 0.01)
+            if self.drain is not None and self.drain.report is None:
+                self.bring_rotations_forward(
+                    self.drain.earliest_deadline, self.drain.latest_deadline
+                )
             return await handle.close(grace)
 
         drain_before = self.drain
@@ -423,6 +739,7 @@ class ChannelModel(RuleBasedStateMachine):
             assert not report.closed and report.completed == 0
         elif drain_before is not None and drain_before.report is not None:
             assert await task is drain_before.report  # repeat closes get the final report
+        await self.answer_interrupted()
         await self.settle()
 
     def _drain_ended(self, task: asyncio.Task[Any]) -> None:
@@ -500,6 +817,27 @@ class ChannelModel(RuleBasedStateMachine):
             assert self.drain is not None
 
     @invariant()
+    def connections_match_the_rotations(self) -> None:
+        self.run(self._connections_match_the_rotations())
+
+    async def _connections_match_the_rotations(self) -> None:
+        # Each old connection reports (drain listener) in the same step as it stops counting;
+        # the close's own report comes last, once every connection has closed.
+        connections, rotations = self.channel.connections, self.channel.rotations
+        assert rotations == len(self.rotation_log)
+        retired = len(self.drain_reports)
+        if self.state() is not ChannelState.CLOSED:
+            assert connections == 1 + rotations - retired >= 1, (connections, rotations, retired)
+        elif self.drain is not None and self.drain.task.done():
+            assert connections == 0, connections
+        else:  # CLOSED: the current connection counts no more; the close may have reported
+            assert connections in (rotations - retired, rotations - retired + 1), (
+                connections,
+                rotations,
+                retired,
+            )
+
+    @invariant()
     def every_answer_is_typed(self) -> None:
         self.run(self._every_answer_is_typed())
 
@@ -511,11 +849,29 @@ class ChannelModel(RuleBasedStateMachine):
             elif result == "CancelledError":
                 raise AssertionError(f"a bare CancelledError reached a {call.kind} caller")
             elif result == "DrainTimeoutError":
-                assert self.state() is ChannelState.CLOSED
+                assert self.may_have_timed_out(call), "DrainTimeoutError before its deadline"
+            elif result == "ChannelClosedError":
+                assert call.interrupted is not None, f"a {call.kind} caller was interrupted"
             elif call.mode == "bad":
                 assert result == "local TypeError", result
             else:
                 assert result in ("ok", "pending"), result
+                assert result == "pending" or call.interrupted is None, "interrupted, yet ok"
+
+    @invariant()
+    def nobody_hangs(self) -> None:
+        self.run(self._nobody_hangs())
+
+    async def _nobody_hangs(self) -> None:
+        # Only callers already due: waiting for the others would end every drain and rotation
+        # before the next rule, and the machine would never see them overlap.
+        now = self.loop.time()
+        overdue = [
+            (call.kind, call.mode)
+            for call in self.calls
+            if not call.caller.done() and (by := self.answer_by(call)) is not None and by <= now
+        ]
+        assert overdue == [], f"callers still waiting {ANSWER_SLACK}s after their deadline"
 
     def teardown(self) -> None:
         try:
@@ -534,6 +890,7 @@ class ChannelModel(RuleBasedStateMachine):
         await self.server.stop(0)
         mine: list[asyncio.Task[Any]] = [call.caller for call in self.calls]
         mine += self.idle_waiters
+        mine += [rotation.task for rotation in self.rotation_log if rotation.task is not None]
         if self.drain is not None:
             mine.append(self.drain.task)
         leftover = [task for task in mine if not task.done()]
@@ -542,6 +899,124 @@ class ChannelModel(RuleBasedStateMachine):
         if leftover:
             await asyncio.wait(leftover, timeout=1)
         await self.loop.shutdown_asyncgens()
+
+
+ROTATE_GRACES = (None, 0.0, 0.05, 0.1, 0.2)  # None: the channel's drain_timeout
+
+
+@seed(20261128)
+class RotatingChannelModel(ChannelModel):
+    """The drain-core machine with rotation (``rotate()`` and ``max_age``) and cancel-on-drain
+    (the option, and ``channel.cancel_on_drain(call)``)."""
+
+    @initialize(
+        policy=st.sampled_from(["held", "all", "none"]),
+        intercepted=st.booleans(),
+        drain_timeout=st.sampled_from([0.1, 0.5]),  # also rotate()'s default grace
+        cancel_on_drain=st.sampled_from(sorted(CANCEL_ON_DRAIN)),
+        max_age=st.sampled_from([None, None, 0.05, 0.2]),
+    )
+    def open_channel(
+        self,
+        policy: str,
+        intercepted: bool,
+        drain_timeout: float,
+        cancel_on_drain: str,
+        max_age: float | None,
+    ) -> None:
+        self.policy = policy
+        self.run(
+            self._open_channel(
+                policy,
+                intercepted,
+                drain_timeout=drain_timeout,
+                cancel_on_drain=cancel_on_drain,
+                max_age=max_age,
+            )
+        )
+
+    @rule(
+        handle=st.integers(0, 7),
+        grace=st.sampled_from(ROTATE_GRACES),
+        racing=st.none() | st.sampled_from(KINDS),
+    )
+    def rotate(self, handle: int, grace: float | None, racing: str | None) -> None:
+        self.steps += 1
+        self.run(self._rotate(self.handles[handle % len(self.handles)], grace, racing))
+
+    async def _rotate(
+        self, handle: GracefulChannel, grace: float | None, racing: str | None
+    ) -> None:
+        rotating = asyncio.create_task(self._rotating(handle, grace))
+        # Started in the same loop step, before rotate() runs: on the connection it retires.
+        raced = self.launch(racing, "gate", handle, None) if racing is not None else None
+        await asyncio.sleep(0)  # rotate() ran to its first suspension (or raised)
+        if rotating.done():
+            rotating.result()  # re-raises what it asserted
+        if raced is not None:
+            await self.arrived(raced)
+        await self.answer_interrupted()
+        await self.settle()
+
+    async def _rotating(self, handle: GracefulChannel, grace: float | None) -> DrainReport | None:
+        admits = self.state() is ChannelState.OPEN
+        number = self.channel.rotations + 1
+        seconds = self.channel.drain_timeout if grace is None else grace
+        self.rule_rotation = (seconds, self.loop.time())  # for the rotation listener
+        try:
+            report = await handle.rotate(grace=grace)
+        except ChannelClosedError:
+            assert not admits, "rotate() refused on an OPEN channel"
+            self.rule_rotation = None
+            return None
+        assert admits, f"rotate() rotated a {self.last_state.value} channel"
+        rotation = self.rotation_log[number - 1]
+        assert rotation.task is asyncio.current_task()
+        rotation.ended_at = self.loop.time()
+        return report
+
+    @rule()
+    def await_rotation(self) -> None:
+        self.steps += 1
+        self.run(self._await_rotation())
+
+    async def _await_rotation(self) -> None:
+        pending = [r for r in self.rotation_log if r.task is not None and not r.task.done()]
+        if not pending:
+            return
+        rotation = pending[0]
+        assert rotation.task is not None
+        # Its calls may end meanwhile (delay mode): the due time is re-read as they do.
+        while not rotation.task.done() and self.loop.time() < self.rotation_due(rotation):
+            await asyncio.wait({rotation.task}, timeout=0.01)
+        assert rotation.task.done(), "the old connection's drain overran"
+        await self.settle()
+
+    @precondition(lambda self: self.steps >= 4)  # sooner than the drain core: rotations pile up
+    @rule(handle=st.integers(0, 7), grace=st.sampled_from(GRACES))
+    def close(self, handle: int, grace: float) -> None:
+        self.steps += 1
+        self.run(self._close(self.handles[handle % len(self.handles)], grace))
+
+    @rule(index=st.integers(0, 63), handle=st.integers(0, 7))
+    def mark_cancel_on_drain(self, index: int, handle: int) -> None:
+        self.steps += 1
+        self.run(self._mark_cancel_on_drain(index, self.handles[handle % len(self.handles)]))
+
+    async def _mark_cancel_on_drain(self, index: int, handle: GracefulChannel) -> None:
+        if not self.calls:
+            return
+        pending = [call for call in self.calls if not call.call.done()]
+        model = (pending or self.calls)[index % len(pending or self.calls)]
+        in_flight = not model.call.done()
+        assert handle.cancel_on_drain(model.call) is model.call
+        if in_flight:
+            model.cancel_on_drain = True
+            retired = model.generation < self.channel.rotations
+            if retired or self.state() is not ChannelState.OPEN:  # its drain has started
+                self.interrupt(model)
+        await self.answer_interrupted()
+        await self.settle()
 
 
 def _run_here_or_in_thread(function: Any, in_thread: bool) -> None:
@@ -554,11 +1029,18 @@ def _run_here_or_in_thread(function: Any, in_thread: bool) -> None:
     assert not worker.is_alive()
 
 
-TestChannelModel = ChannelModel.TestCase
-TestChannelModel.settings = settings(
+MACHINE_SETTINGS = settings(
     max_examples=100,
     stateful_step_count=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
+)
+
+TestChannelModel = ChannelModel.TestCase
+TestChannelModel.settings = MACHINE_SETTINGS
+
+TestRotatingChannelModel = RotatingChannelModel.TestCase
+TestRotatingChannelModel.settings = settings(
+    MACHINE_SETTINGS, max_examples=200, stateful_step_count=40
 )
