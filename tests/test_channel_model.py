@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import itertools
 import threading
 from collections import Counter
@@ -899,6 +900,15 @@ class ChannelModel(RuleBasedStateMachine):
         if leftover:
             await asyncio.wait(leftover, timeout=1)
         await self.loop.shutdown_asyncgens()
+        # Drop the grpc objects here, on their loop's thread: not later, in the main thread's
+        # garbage collection, after their loop has closed.
+        self.calls.clear()
+        self.holds.clear()
+        self.idle_waiters.clear()
+        self.rotation_log.clear()
+        self.handles.clear()
+        self.drain = None
+        gc.collect()
 
 
 ROTATE_GRACES = (None, 0.0, 0.05, 0.1, 0.2)  # None: the channel's drain_timeout
