@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import itertools
 import threading
 from collections import Counter
@@ -107,7 +108,7 @@ class ModelCall:
     done_at: float = 0.0  # loop time of that
     interrupted: int | None = None  # the model's event number when the channel interrupted it
     interrupted_at: float = 0.0  # loop time of that
-    answered_at: float = 0.0  # loop time the caller got its answer
+    answered: list[float] = field(default_factory=list)  # loop time the caller got its answer
 
 
 @dataclass
@@ -287,7 +288,7 @@ class ChannelModel(RuleBasedStateMachine):
         """Whether a drain deadline that applies to ``call`` had passed when its caller was
         answered."""
         if call.generation < len(self.rotation_log):  # on a connection a rotation retired
-            return call.answered_at >= self.rotation_log[call.generation].earliest_deadline
+            return call.answered[0] >= self.rotation_log[call.generation].earliest_deadline
         return self.state() is ChannelState.CLOSED
 
     def tally(self, calls: list[ModelCall], since: int) -> Tally:
@@ -407,7 +408,7 @@ class ChannelModel(RuleBasedStateMachine):
         """Loop time by which a rotation's drain must have ended: its deadline, or as soon as
         no call is left on the old connection, whichever comes first; plus ANSWER_SLACK."""
         due = rotation.latest_deadline
-        if all(call.call.done() for call in rotation.in_flight):
+        if all(call.done_rotations is not None for call in rotation.in_flight):
             due = min(due, max((call.done_at for call in rotation.in_flight), default=0.0))
         return max(due, rotation.started_at) + ANSWER_SLACK
 
@@ -552,7 +553,8 @@ class ChannelModel(RuleBasedStateMachine):
             assert not expected, "the channel refused a call it must admit"
             return None
         assert expected, f"the channel admitted a call it must refuse ({self.state()})"
-        caller = asyncio.create_task(finish(call, kind))  # a task other than the starter's
+        answered: list[float] = []
+        caller = asyncio.create_task(self._caller(call, kind, answered))  # not the starter's task
         model = ModelCall(
             kind,
             mode,
@@ -562,8 +564,8 @@ class ChannelModel(RuleBasedStateMachine):
             generation=self.channel.rotations,
             cancel_on_drain=kind in self.interrupt_kinds,
         )
+        model.answered = answered
         call.add_done_callback(functools.partial(self._call_done, model))
-        caller.add_done_callback(functools.partial(self._answered, model))
         self.admitted(model)
         return model
 
@@ -571,8 +573,11 @@ class ChannelModel(RuleBasedStateMachine):
         model.done_rotations = self.channel.rotations
         model.done_at = self.loop.time()
 
-    def _answered(self, model: ModelCall, caller: Any) -> None:
-        model.answered_at = self.loop.time()
+    async def _caller(self, call: Any, kind: str, answered: list[float]) -> list[str]:
+        try:
+            return await finish(call, kind)
+        finally:  # here, not in a done-callback: that runs a loop step after the task is done
+            answered.append(self.loop.time())
 
     async def arrived(self, call: ModelCall) -> None:
         """Waits until the server holds the gated call, or it ended (a drain ended it)."""
@@ -716,7 +721,6 @@ class ChannelModel(RuleBasedStateMachine):
                 self.drain = Drain(
                     in_flight, next(self.events), self.loop.time(), earliest, earliest + 0.01, task
                 )
-                task.add_done_callback(self._drain_ended)
                 for call in in_flight:  # the drain interrupts them as it starts
                     if call.cancel_on_drain:
                         self.interrupt(call)
@@ -728,7 +732,12 @@ class ChannelModel(RuleBasedStateMachine):
                 self.bring_rotations_forward(
                     self.drain.earliest_deadline, self.drain.latest_deadline
                 )
-            return await handle.close(grace)
+            try:
+                return await handle.close(grace)
+            finally:
+                # Here, not in a done-callback: that runs a loop step after the task is done.
+                if last and self.drain is not None:
+                    self.drain.ended_at = self.loop.time()
 
         drain_before = self.drain
         task = asyncio.create_task(closing())
@@ -741,10 +750,6 @@ class ChannelModel(RuleBasedStateMachine):
             assert await task is drain_before.report  # repeat closes get the final report
         await self.answer_interrupted()
         await self.settle()
-
-    def _drain_ended(self, task: asyncio.Task[Any]) -> None:
-        assert self.drain is not None
-        self.drain.ended_at = self.loop.time()
 
     @rule()
     def await_drain(self) -> None:
@@ -899,6 +904,15 @@ class ChannelModel(RuleBasedStateMachine):
         if leftover:
             await asyncio.wait(leftover, timeout=1)
         await self.loop.shutdown_asyncgens()
+        # Drop the grpc objects here, on their loop's thread: not later, in the main thread's
+        # garbage collection, after their loop has closed.
+        self.calls.clear()
+        self.holds.clear()
+        self.idle_waiters.clear()
+        self.rotation_log.clear()
+        self.handles.clear()
+        self.drain = None
+        gc.collect()
 
 
 ROTATE_GRACES = (None, 0.0, 0.05, 0.1, 0.2)  # None: the channel's drain_timeout
