@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._listeners import Listeners
 from ._validation import check_seconds
 from .aio import GracefulChannel
 from .report import DrainReport
@@ -125,7 +126,7 @@ class ShutdownSequence:
         self._trigger = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._signals: list[int] = []
-        self._step_listeners: list[Callable[[StepResult], object]] = []
+        self._step_listeners: Listeners[StepResult] = Listeners("shutdown step")
         self._previous_handlers: dict[int, Any] = {}
         self._abandoned: set[asyncio.Future[Any]] = set()  # kept referenced while they run
 
@@ -181,9 +182,7 @@ class ShutdownSequence:
         Raises:
             TypeError: ``listener`` is not callable.
         """
-        if not callable(listener):
-            raise TypeError(f"step listener must be callable, got {listener!r}")
-        self._step_listeners.append(listener)
+        self._step_listeners.add(listener)
 
     def remove_step_listener(self, listener: Callable[[StepResult], object]) -> None:
         """Removes a listener added with ``add_step_listener``.
@@ -191,10 +190,7 @@ class ShutdownSequence:
         Raises:
             ValueError: ``listener`` was not added.
         """
-        try:
-            self._step_listeners.remove(listener)
-        except ValueError:
-            raise ValueError(f"step listener {listener!r} was not added") from None
+        self._step_listeners.remove(listener)
 
     def install_signal_handlers(
         self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)
@@ -280,11 +276,7 @@ class ShutdownSequence:
             allowed = remaining if step.timeout is None else min(step.timeout, remaining)
             result = await self._run_step(step, allowed)
             results.append(result)
-            for listener in tuple(self._step_listeners):
-                try:
-                    listener(result)
-                except Exception:
-                    logger.exception("graceful_grpc: shutdown step listener %r failed", listener)
+            self._step_listeners.notify(result)
         report = ShutdownReport(
             steps=tuple(results),
             duration=time.monotonic() - started,

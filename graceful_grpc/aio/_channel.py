@@ -175,7 +175,7 @@ class GracefulChannel(aio.Channel):
         Raises:
             TypeError: ``listener`` is not callable.
         """
-        _add_listener(self._handle.connection.drain_listeners, listener, "drain")
+        self._handle.connection.drain_listeners.add(listener)
 
     def remove_drain_listener(self, listener: Callable[[DrainReport], object]) -> None:
         """Removes a listener added with ``add_drain_listener``.
@@ -183,7 +183,7 @@ class GracefulChannel(aio.Channel):
         Raises:
             ValueError: ``listener`` was not added.
         """
-        _remove_listener(self._handle.connection.drain_listeners, listener, "drain")
+        self._handle.connection.drain_listeners.remove(listener)
 
     def add_rotation_listener(self, listener: Callable[[int], object]) -> None:
         """Calls ``listener(rotations)`` at each rotation (``rotate()`` or ``max_age``), as new
@@ -193,7 +193,7 @@ class GracefulChannel(aio.Channel):
         Raises:
             TypeError: ``listener`` is not callable.
         """
-        _add_listener(self._handle.connection.rotation_listeners, listener, "rotation")
+        self._handle.connection.rotation_listeners.add(listener)
 
     def remove_rotation_listener(self, listener: Callable[[int], object]) -> None:
         """Removes a listener added with ``add_rotation_listener``.
@@ -201,7 +201,7 @@ class GracefulChannel(aio.Channel):
         Raises:
             ValueError: ``listener`` was not added.
         """
-        _remove_listener(self._handle.connection.rotation_listeners, listener, "rotation")
+        self._handle.connection.rotation_listeners.remove(listener)
 
     def cancel_on_drain(self, call: CallT) -> CallT:
         """Marks a call already started as cancel-on-drain, and returns it.
@@ -506,19 +506,6 @@ def wrap(
         max_age=max_age,
         max_age_jitter=max_age_jitter,
     )
-
-
-def _add_listener(listeners: list[Any], listener: Any, kind: str) -> None:
-    if not callable(listener):
-        raise TypeError(f"{kind} listener must be callable, got {listener!r}")
-    listeners.append(listener)
-
-
-def _remove_listener(listeners: list[Any], listener: Any, kind: str) -> None:
-    try:
-        listeners.remove(listener)
-    except ValueError:
-        raise ValueError(f"{kind} listener {listener!r} was not added") from None
 
 
 _LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)

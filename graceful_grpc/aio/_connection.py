@@ -19,11 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from grpc import aio
 
 from .._counting import Counter
+from .._listeners import Listeners
 from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError, DrainTimeoutError
 from ..report import CallInfo, CallKind, DrainReport
@@ -41,7 +42,6 @@ AdmitPolicy = Literal["held", "all", "none"]
 ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
 
 ChannelFactory = Callable[[], aio.Channel]
-T = TypeVar("T")
 
 _monotonic = time.monotonic
 
@@ -138,8 +138,8 @@ class Connection:
         self.idle = ZeroWatch(self.in_flight, self.holds)
         self.current = Link(raw, self.in_flight)
         self.rotations = 0
-        self.drain_listeners: list[Callable[[DrainReport], object]] = []
-        self.rotation_listeners: list[Callable[[int], object]] = []
+        self.drain_listeners: Listeners[DrainReport] = Listeners("drain")
+        self.rotation_listeners: Listeners[int] = Listeners("rotation")
         self._retiring: dict[Link, _Retirement] = {}
         self._open_handles = 0
         # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
@@ -307,7 +307,7 @@ class Connection:
             at_start,
             grace,
         )
-        _notify(self.rotation_listeners, self.rotations, "rotation")
+        self.rotation_listeners.notify(self.rotations)
         return retirement.task
 
     async def _retire(
@@ -341,7 +341,7 @@ class Connection:
             interrupted=interrupted,
         )
         logger.info("graceful_grpc: old connection drained: %s", report.summary())
-        _notify(self.drain_listeners, report, "drain")
+        self.drain_listeners.notify(report)
         return report
 
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -453,7 +453,7 @@ class Connection:
             interrupted=interrupted,
         )
         logger.info("graceful_grpc: drain finished: %s", report.summary())
-        _notify(self.drain_listeners, report, "drain")
+        self.drain_listeners.notify(report)
         return report
 
     def _close_if_idle(self) -> bool:
@@ -505,15 +505,6 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
 def _retrieve(task: asyncio.Task[DrainReport]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: a failed background drain was logged where it failed
-
-
-def _notify(listeners: list[Callable[[T], object]], event: T, kind: str) -> None:
-    """Calls each listener; a listener's exception is logged, never raised."""
-    for listener in tuple(listeners):
-        try:
-            listener(event)
-        except Exception:
-            logger.exception("graceful_grpc: %s listener %r failed", kind, listener)
 
 
 def _log_cancelled(cancelled: list[CallInfo]) -> None:

@@ -1,0 +1,45 @@
+"""Listener lists for the public hooks (drains, rotations, shutdown steps)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ("Listeners",)
+
+logger = logging.getLogger("graceful_grpc")
+
+T = TypeVar("T")
+
+
+class Listeners(Generic[T]):
+    """Callables told of each event of one kind; their exceptions are logged, never raised."""
+
+    __slots__ = ("_kind", "_listeners")
+
+    def __init__(self, kind: str) -> None:
+        """``kind`` names the listeners in errors and logs, e.g. ``"drain"``."""
+        self._kind = kind
+        self._listeners: list[Callable[[T], object]] = []
+
+    def add(self, listener: Callable[[T], object]) -> None:
+        """Raises TypeError if ``listener`` is not callable."""
+        if not callable(listener):
+            raise TypeError(f"{self._kind} listener must be callable, got {listener!r}")
+        self._listeners.append(listener)
+
+    def remove(self, listener: Callable[[T], object]) -> None:
+        """Raises ValueError if ``listener`` was not added."""
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            raise ValueError(f"{self._kind} listener {listener!r} was not added") from None
+
+    def notify(self, event: T) -> None:
+        """Calls each listener with ``event``, in the order added."""
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("graceful_grpc: %s listener %r failed", self._kind, listener)
