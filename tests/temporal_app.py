@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 from graceful_grpc import ShutdownReport, ShutdownSequence, aio
 from graceful_grpc.contrib.temporalio import GracefulServiceClient, channel_options
 
+from .process_exit import exit_skipping_finalization
 from .temporal_workflows import ReportWorkflow
 
 
@@ -164,4 +165,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_skipping_finalization(main())

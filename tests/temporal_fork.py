@@ -21,6 +21,8 @@ from temporalio.worker import SharedStateManager, Worker
 
 from graceful_grpc.contrib.temporalio import connect
 
+from .process_exit import exit_skipping_finalization
+
 POOLS = 20
 
 
@@ -90,3 +92,4 @@ async def child(target: str) -> None:
 if __name__ == "__main__":
     scenario = {"pools": pools, "child": child}[sys.argv[1]]
     asyncio.run(scenario(sys.argv[2]))
+    exit_skipping_finalization(0)

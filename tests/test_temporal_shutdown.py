@@ -56,8 +56,9 @@ class WorkerProcess:
         assert self.process.stdin is not None
         self.process.stdin.write(f"{line}\n".encode())
 
-    async def exit_code(self, timeout: float) -> int:  # noqa: ASYNC109
-        return await asyncio.wait_for(self.process.wait(), timeout)
+    async def exits_cleanly(self, timeout: float) -> None:  # noqa: ASYNC109
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        assert code == 0, f"worker exited with {code}; log:\n" + self.log.read_text()[-3000:]
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ async def test_result_delivered_after_sigterm(
         worker.send("GO")  # the slow HTTP call returns
         assert await worker.expect("COMPLETED") == "COMPLETED"
         report = json.loads((await worker.expect("REPORT"))[len("REPORT ") :])
-        assert await worker.exit_code(timeout=budget) == 0
+        await worker.exits_cleanly(timeout=budget)
         assert time.monotonic() - started < budget
         close = report["steps"][1]
         assert close["name"] == "close channel" and close["outcome"] == "ok"
@@ -164,7 +165,7 @@ async def test_plain_grpc_aio_loses_the_result(
         worker.send("GO")
         failed = await worker.expect("COMPLETE_FAILED")
         assert "UsageError" in failed  # "Channel is closed.": the bug this library fixes
-        assert await worker.exit_code(timeout=30) == 0
+        await worker.exits_cleanly(timeout=30)
         description = await handle.describe()
         assert description.status == temporalio.client.WorkflowExecutionStatus.RUNNING
         assert len(description.raw_description.pending_activities) == 1  # the result is lost
@@ -200,7 +201,7 @@ async def test_drain_deadline_shorter_than_the_work(
         failed = await worker.expect("COMPLETE_FAILED")
         assert failed.endswith("temporalio.service.RPCError CANCELLED")
         report = json.loads((await worker.expect("REPORT"))[len("REPORT ") :])
-        assert await worker.exit_code(timeout=budget) == 0
+        await worker.exits_cleanly(timeout=budget)
         assert time.monotonic() - started < budget
         drain = report["steps"][1]["drain"]
         assert drain["closed"] and not drain["drained"]
