@@ -973,7 +973,7 @@ class RotatingChannelModel(ChannelModel):
         await self.settle()
 
     async def _rotating(self, handle: GracefulChannel, grace: float | None) -> DrainReport | None:
-        admits = self.state() is ChannelState.OPEN
+        admits = self.state() is ChannelState.OPEN and not handle.closed
         number = self.channel.rotations + 1
         seconds = self.channel.drain_timeout if grace is None else grace
         self.rule_rotation = (seconds, self.loop.time())  # for the rotation listener

@@ -182,6 +182,22 @@ async def test_rotate_refused_once_draining_or_closed(echo_server: EchoServer) -
         await channel.rotate()
 
 
+async def test_rotate_refused_through_a_closed_handle(echo_server: EchoServer) -> None:
+    channel, factory = recording_channel(echo_server.target)
+    other = channel.share()
+    report = await channel.close()  # the other handle keeps the connection open
+    assert not report.closed
+    given = grpc.aio.insecure_channel(echo_server.target)
+    for new_channel in (None, given):
+        with pytest.raises(ChannelClosedError, match="closed graceful_grpc channel handle"):
+            await channel.rotate(new_channel)
+    assert len(factory.built) == 1 and other.rotations == 0
+    assert other.state is ChannelState.OPEN
+    await given.close()
+    assert (await other.rotate()).closed and other.rotations == 1
+    await other.close()
+
+
 async def test_rotation_arguments(echo_server: EchoServer) -> None:
     channel = aio.wrap(grpc.aio.insecure_channel(echo_server.target))
     with pytest.raises(TypeError, match="factory"):

@@ -273,7 +273,8 @@ class GracefulChannel(aio.Channel):
             If the awaiting task is cancelled, the old connection still drains to its deadline.
 
         Raises:
-            ChannelClosedError: the channel is DRAINING or CLOSED (``new_channel`` is not taken).
+            ChannelClosedError: the channel is DRAINING or CLOSED, or this handle is closed
+                (other handles may still rotate); ``new_channel`` is not taken.
             TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel`` is
                 not a grpc.aio channel, or is a GracefulChannel.
             ValueError: ``grace`` negative, NaN or infinite.
@@ -281,6 +282,8 @@ class GracefulChannel(aio.Channel):
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
         connection = self._handle.connection
         connection.check_rotatable()
+        if self._handle.closed:
+            raise ChannelClosedError("cannot rotate through a closed graceful_grpc channel handle")
         if new_channel is None:
             new_channel = connection.new_raw()
         elif isinstance(new_channel, GracefulChannel) or not isinstance(new_channel, aio.Channel):
