@@ -271,6 +271,8 @@ class GracefulChannel(aio.Channel):
         Returns:
             The old connection's DrainReport (``abandoned_holds`` is always 0: holds carry over).
             If the awaiting task is cancelled, the old connection still drains to its deadline.
+            A ``close()`` meanwhile brings that deadline forward to its own when sooner; calls it
+            then aborts are listed both here and in the close's report.
 
         Raises:
             ChannelClosedError: the channel is DRAINING or CLOSED, or this handle is closed
@@ -303,7 +305,9 @@ class GracefulChannel(aio.Channel):
             The drain's report. Every close of the last handle, from any task, gets the same
             one, and so does a repeated close of any handle once the drain has started; the first
             close of a handle that leaves others open returns at once with ``closed=False``.
-            If the awaiting task is cancelled, the drain continues to its deadline.
+            If the awaiting task is cancelled, the drain continues to its deadline. After
+            rotations it covers the old connections still draining too (their calls also appear
+            in their rotation's report).
 
         Raises:
             ValueError: ``grace`` negative, NaN or infinite.
