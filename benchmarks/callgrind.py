@@ -1,12 +1,13 @@
-"""``python -m benchmarks.callgrind``: instructions per unary call, counted by valgrind's callgrind.
+"""``python -m benchmarks.callgrind``: instructions per unary call (or bidi message), by callgrind.
 
 Instruction counts do not depend on the machine's load, so they show a cost of well under 1%
 where CPU time on a shared 2-core machine cannot. Each client mode runs in its own process under
 ``valgrind --tool=callgrind`` twice, making N1 and then N2 sequential unary calls (after the same
 warm-up) to an echo server in another process (not under valgrind); (I(N2) - I(N1)) / (N2 - N1)
-is the cost of one call, start-up and shutdown cancelling out. Modes: raw grpc.aio, the graceful
-channel, and the graceful channel instrumented with ``graceful_grpc.contrib.opentelemetry`` on an
-SDK MeterProvider with an in-memory reader attached (collected once, after the calls).
+is the cost of one call, start-up and shutdown cancelling out. ``--workload bidi`` counts one
+ping-pong message (a write and a read) on one bidi stream instead. Modes: raw grpc.aio, the
+graceful channel, and the graceful channel instrumented with ``graceful_grpc.contrib.opentelemetry``
+on an SDK MeterProvider with an in-memory reader attached (collected once, after the calls).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import grpc
 __all__ = ("main",)
 
 MODES = ("raw", "graceful", "graceful+otel")
+WORKLOADS = ("unary", "bidi")
 WARMUP = 200
 
 
@@ -53,23 +55,29 @@ def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], obj
     return channel, reader.get_metrics_data
 
 
-async def _client(mode: str, calls: int, target: str) -> None:
+async def _client(mode: str, workload: str, units: int, target: str) -> None:
     from graceful_grpc.testing import echo_pb2, echo_pb2_grpc
 
     channel, after = _channel(mode, target)
     stub = echo_pb2_grpc.EchoStub(channel)
     request = echo_pb2.EchoRequest(message="x")
-    for _ in range(WARMUP):
-        await stub.Unary(request)
-    for _ in range(calls):
-        await stub.Unary(request)
+    if workload == "unary":
+        for _ in range(WARMUP + units):
+            await stub.Unary(request)
+    else:
+        stream = stub.BidiStream()
+        for _ in range(WARMUP + units):
+            await stream.write(request)
+            await stream.read()
+        await stream.done_writing()
+        await stream.code()
     after()
     await channel.close()
 
 
-def _instructions(mode: str, calls: int, target: str, workdir: Path) -> int:
+def _instructions(mode: str, workload: str, units: int, target: str, workdir: Path) -> int:
     """Runs one client under callgrind; returns the instructions it executed."""
-    out = workdir / f"callgrind.{mode}.{calls}.{len(list(workdir.iterdir()))}"
+    out = workdir / f"callgrind.{mode}.{workload}.{units}.{len(list(workdir.iterdir()))}"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -79,7 +87,8 @@ def _instructions(mode: str, calls: int, target: str, workdir: Path) -> int:
         "benchmarks.callgrind",
         "--child",
         mode,
-        str(calls),
+        workload,
+        str(units),
         target,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
@@ -96,12 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
     parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
     parser.add_argument(
-        "--child", nargs=3, metavar=("MODE", "CALLS", "TARGET"), help=argparse.SUPPRESS
+        "--workload",
+        choices=WORKLOADS,
+        default="unary",
+        help="unary: N sequential unary calls; bidi: N ping-pong messages on one bidi stream",
+    )
+    parser.add_argument(
+        "--child", nargs=4, metavar=("MODE", "WORKLOAD", "UNITS", "TARGET"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.child:
-        mode, calls, target = args.child
-        asyncio.run(_client(mode, int(calls), target))
+        mode, workload, units, target = args.child
+        asyncio.run(_client(mode, workload, int(units), target))
         return 0
     n1, n2 = args.calls
     if not 0 <= n1 < n2 or args.repeat < 1:
@@ -115,18 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.platform()}, Python {platform.python_version()}, "
         f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
     )
-    print(f"unary calls: N1={n1}, N2={n2} (after {WARMUP} warm-up calls), {args.repeat} runs each")
+    unit = "unary call" if args.workload == "unary" else "bidi message"
+    print(f"{unit}s: N1={n1}, N2={n2} (after {WARMUP} warm-up), {args.repeat} runs each")
     per_call: dict[str, float] = {}
     with EchoServerProcess() as server, tempfile.TemporaryDirectory() as tmp:
         for mode in MODES:
             samples: list[float] = []
             for _ in range(args.repeat):  # interleaved, so drift affects both counts alike
-                low = _instructions(mode, n1, server.target, Path(tmp))
-                high = _instructions(mode, n2, server.target, Path(tmp))
+                low = _instructions(mode, args.workload, n1, server.target, Path(tmp))
+                high = _instructions(mode, args.workload, n2, server.target, Path(tmp))
                 samples.append((high - low) / (n2 - n1))
             per_call[mode] = statistics.median(samples)
             spread = ", ".join(f"{s:,.0f}" for s in samples)
-            print(f"  {mode:<14} {per_call[mode]:>10,.0f} instructions/call  (runs: {spread})")
+            print(f"  {mode:<14} {per_call[mode]:>10,.0f} instructions/{unit}  (runs: {spread})")
     raw, graceful, otel = (per_call[m] for m in MODES)
     print(f"graceful vs raw:                  x{graceful / raw:.4f}")
     print(f"graceful+otel vs graceful:        x{otel / graceful:.4f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -54,18 +55,21 @@ def test_benchmarks_smoke(tmp_path: Path) -> None:
         assert plot.stat().st_size > 0
 
 
-def test_callgrind_client_runs_every_mode() -> None:
+def test_callgrind_client_runs_every_mode_and_workload() -> None:
     # The client each callgrind run executes, without valgrind (which CI need not have).
     with EchoServerProcess() as server:
-        for mode in callgrind.MODES:
+        for mode, workload in itertools.product(callgrind.MODES, callgrind.WORKLOADS):
             out = subprocess.run(
-                [sys.executable, "-m", "benchmarks.callgrind", "--child", mode, "3", server.target],
+                [
+                    *(sys.executable, "-m", "benchmarks.callgrind"),
+                    *("--child", mode, workload, "3", server.target),
+                ],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
-            assert out.returncode == 0, (mode, out.stderr)
+            assert out.returncode == 0, (mode, workload, out.stderr)
 
 
 def test_rotation_benchmark_smoke() -> None:
