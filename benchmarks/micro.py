@@ -77,7 +77,13 @@ def _time_calls(multicallable: Any, calls: int) -> float:
 
 
 def wrapper_overhead_us(rounds: int, calls: int) -> dict[str, Any]:
-    """Added CPU per call of GracefulChannel's multicallable over the raw one (fake call)."""
+    """Added CPU per call of GracefulChannel's multicallable over the raw one (fake call).
+
+    A fake call is not a grpc.aio call, so it takes the path of intercepted and foreign calls:
+    its class is swapped for the answering subclass after construction, and its start watched
+    through its attributes. grpc.aio's own calls are built as that subclass directly; their
+    added cost is the real-call figure (and, by instruction count, ``benchmarks.callgrind``).
+    """
     raw = FakeChannel().unary_unary("/bench/Unary")
     graceful = aio.wrap(FakeChannel()).unary_unary("/bench/Unary")
     added: list[float] = []

@@ -32,9 +32,11 @@ from typing import Any, NoReturn
 
 __all__ = ("Abort", "abort", "abortable_subclass", "aborted", "make_abortable")
 
-_ABORT = "_graceful_grpc_abort"  # per call: the Abort that ended it, or None (class default)
-_WAITERS = "_graceful_grpc_waiters"  # per call: the tasks awaiting it now, or None
-_FAILURE = "_graceful_grpc_failure"  # per call: the exception its start failed with, or None
+# Per-call attributes (class defaults None). The answering methods, which only ever run on the
+# subclass, read the first two by their literal names: a plain attribute access is the cheapest.
+_ABORT = "_graceful_grpc_abort"  # the Abort that ended the call, or None
+_WAITERS = "_graceful_grpc_waiters"  # the tasks awaiting the call now, or None
+_FAILURE = "_graceful_grpc_failure"  # the exception the call's start failed with, or None
 _current_task = asyncio.current_task
 
 
