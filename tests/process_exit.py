@@ -3,9 +3,9 @@
 The bridge's Tokio threads can still complete a Python future while the interpreter finalizes;
 CPython then aborts the process (SIGABRT, "Fatal Python error: PyGILState_Release: thread state
 ... must be current when releasing", "Python runtime state: finalizing"). This is temporalio's
-open issue https://github.com/temporalio/sdk-python/issues/300 and it happens with or without
-graceful_grpc (seen in 2 of 75 runs of the plain grpc.aio scenario). A subprocess whose exit code
-a test checks therefore flushes its output and leaves with ``os._exit``.
+open issue https://github.com/temporalio/sdk-python/issues/300: it comes from the bridge, whatever
+channel the client uses (seen in 2 of 75 runs of the plain grpc.aio scenario). A subprocess whose
+exit code a test checks therefore flushes its output and leaves with ``os._exit``.
 """
 
 from __future__ import annotations
