@@ -130,9 +130,10 @@ def _coroutine_method(
 
     @functools.wraps(original)
     async def method(self: Any, *args: Any) -> Any:
-        # Waiter bookkeeping written out, not in helpers: this runs for every stream message.
         if refused_after_abort and self._graceful_grpc_abort is not None:
             raise self._graceful_grpc_abort.error()
+        # Waiter bookkeeping written out, not in helpers: this runs for every stream message
+        # (_answering_iterator has the same lines, for the same reason).
         task = _current_task()
         level = 0
         if task is not None:
@@ -173,7 +174,7 @@ def _aiter_method(original: Callable[[Any], AsyncIterator[Any]]) -> Any:
 
 async def _answering_iterator(call: Any, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
     while True:
-        # Waiter bookkeeping written out, not in helpers: this runs for every stream message.
+        # The waiter bookkeeping of _coroutine_method, written out for the same reason.
         task = _current_task()
         level = 0
         if task is not None:
