@@ -3,6 +3,8 @@ and the guard that allows the direct path only on verified grpc.aio internals.""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -12,57 +14,94 @@ import grpc
 import pytest
 
 from graceful_grpc import DrainTimeoutError, aio
-from graceful_grpc.aio import _call_factory, _grpc_internals
+from graceful_grpc.aio import _abortable, _call_factory, _grpc_internals
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, finish, start
+from .calls import KINDS, METHOD, PassingInterceptor, finish, start
 
 FORCED_OFF = bool(os.environ.get(_grpc_internals.DISABLE_VARIABLE))
+
+
+INSTALLED = _grpc_internals.installed_fingerprint()
 needs_direct_path = pytest.mark.skipif(
-    FORCED_OFF, reason=f"direct path forced off by {_grpc_internals.DISABLE_VARIABLE}"
+    not _call_factory.DIRECT_AVAILABLE,
+    reason=f"direct call path off: {_call_factory.DIRECT_REASON}",
 )
 
 
-@needs_direct_path
-def test_installed_grpcio_is_verified_for_the_direct_path() -> None:
-    # An unverified grpcio still works (fallback), but costs ~3% CPU: fail loudly, say what to do.
-    assert _call_factory.DIRECT_AVAILABLE, (
-        f"direct call path off: {_call_factory.DIRECT_REASON}; "
-        f"{_grpc_internals.reverify_instructions(_grpc_internals.GRPCIO_VERSION)}"
+@pytest.fixture
+def not_forced_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_grpc_internals.DISABLE_VARIABLE, raising=False)
+
+
+def test_direct_path_follows_the_installed_fingerprint() -> None:
+    # Whatever grpcio's version: on exactly when the relied-on source is a verified one. (The
+    # pinned development environment's grpcio is verified: `make check-call-path` says so.)
+    verified = INSTALLED in _grpc_internals.VERIFIED_GRPCIO
+    assert _call_factory.DIRECT_AVAILABLE is (verified and not FORCED_OFF)
+    if not FORCED_OFF:
+        assert f"fingerprint {INSTALLED}" in _call_factory.DIRECT_REASON
+
+
+@pytest.mark.usefixtures("not_forced_off")
+def test_a_known_fingerprint_is_accepted_under_any_version_number() -> None:
+    decision = _grpc_internals.decide(verified={INSTALLED: ("0.0.1",)})
+    assert decision == (
+        True,
+        f"grpcio {_grpc_internals.GRPCIO_VERSION}: relied-on grpc.aio source verified "
+        f"(fingerprint {INSTALLED}, as in grpcio 0.0.1)",
+        INSTALLED,
     )
 
 
-def test_refusal_names_a_release_outside_the_verified_list(
+@pytest.mark.usefixtures("not_forced_off")
+def test_an_unknown_fingerprint_takes_the_fallback_with_the_reason() -> None:
+    decision = _grpc_internals.decide(verified={"0123456789abcdef": ("1.63.0",)})
+    assert not decision.allowed
+    assert decision.reason == (
+        f"grpcio {_grpc_internals.GRPCIO_VERSION}: its relied-on grpc.aio source "
+        f"(fingerprint {INSTALLED}) has not been verified"
+    )
+
+
+@pytest.mark.usefixtures("not_forced_off")
+def test_a_missing_relied_on_function_takes_the_fallback() -> None:
+    relied_on = (*_grpc_internals.RELIED_ON, ("grpc.aio._channel", "Gone.__call__"))
+    decision = _grpc_internals.decide(relied_on, verified={INSTALLED: ("0.0.1",)})
+    assert not decision.allowed
+    assert "missing" in decision.reason
+    assert "Gone" in decision.reason
+
+
+def test_known_sources_stand_for_the_fingerprint_of_their_files() -> None:
+    digest = _grpc_internals.source_digest()
+    assert digest is not None
+    known = _grpc_internals.KNOWN_SOURCES.get(digest)
+    assert known in (None, _grpc_internals.fingerprint())
+    # A wrong entry would be believed: the table is only ever filled from `make grpc-internals`.
+    assert _grpc_internals.installed_fingerprint(known_sources={digest: "f" * 16}) == "f" * 16
+    assert _grpc_internals.installed_fingerprint(known_sources={}) == _grpc_internals.fingerprint()
+
+
+def test_a_replaced_relied_on_function_is_fingerprinted_from_its_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(_grpc_internals.DISABLE_VARIABLE, raising=False)
-    reason = _grpc_internals.refusal("9.9.9", {"1.63.0": "0123456789abcdef"})
-    assert reason is not None
-    assert "grpcio 9.9.9 is not in the verified list (1.63.0)" in reason
+    from grpc.aio import _utils
+
+    def _timeout_to_deadline(timeout: float | None) -> float | None:  # not grpc's
+        return None
+
+    monkeypatch.setattr(_utils, "_timeout_to_deadline", _timeout_to_deadline)
+    # The files are unchanged, but the function is no longer theirs: their digest must not count.
+    assert _grpc_internals.source_digest() is None
+    assert _grpc_internals.installed_fingerprint() != INSTALLED
 
 
-@needs_direct_path
-def test_refusal_on_changed_internals_of_a_verified_release() -> None:
-    version = _grpc_internals.GRPCIO_VERSION
-    reason = _grpc_internals.refusal(version, {version: "0123456789abcdef"})
-    assert reason is not None
-    assert f"grpcio {version}: grpc.aio internals differ" in reason
-
-
-@needs_direct_path
-def test_refusal_when_a_relied_on_function_is_gone() -> None:
-    version = _grpc_internals.GRPCIO_VERSION
-    relied_on = (*_grpc_internals.RELIED_ON, ("grpc.aio._channel", "Gone.__call__"))
-    reason = _grpc_internals.refusal(version, {version: "0123456789abcdef"}, relied_on)
-    assert reason is not None
-    assert "missing" in reason
-    assert "Gone" in reason
-
-
-@needs_direct_path
-def test_matching_fingerprint_is_accepted() -> None:
-    version = _grpc_internals.GRPCIO_VERSION
-    assert _grpc_internals.refusal(version, {version: _grpc_internals.fingerprint()}) is None
+def test_status_prints_the_lines_to_record() -> None:
+    status = _grpc_internals.status()
+    assert f'    "{INSTALLED}": (' in status
+    assert f'    "{_grpc_internals.source_digest()}": "{INSTALLED}",' in status
+    assert _grpc_internals.DIRECT_PATH_REASON in status
 
 
 def _sample_a(timeout: float) -> float:
@@ -147,3 +186,74 @@ async def test_fallback_tracks_and_translates(
         await finish(stuck, kind)
     assert info.value.code() == grpc.StatusCode.CANCELLED
     assert fallback_channel.in_flight == 0
+
+
+# -- the fallback on a grpc.aio without the private names it reads (see _abortable) --
+
+
+@pytest.mark.parametrize("intercepted", [False, True], ids=["plain", "intercepted"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fallback_without_grpcs_start_task_names_degrades_as_documented(
+    echo_server: EchoServer,
+    fallback_only: None,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    intercepted: bool,
+) -> None:
+    monkeypatch.setattr(_abortable, "_START_TASKS", ("_renamed_start_task",))
+    monkeypatch.setattr(_abortable, "_INTERCEPTORS_TASK", "_renamed_interceptors_task")
+    interceptors = [PassingInterceptor()] if intercepted else None
+    channel = aio.insecure_channel(echo_server.target, interceptors=interceptors)
+    call = start(channel, kind, metadata=((42, 42),))  # fails locally: a key must be a str
+    with pytest.raises(TypeError):  # grpc's own error, as without the names
+        await asyncio.wait_for(finish(call, kind), timeout=5)
+    assert channel.in_flight == 1  # not ended at once: the documented degradation
+    report = await asyncio.wait_for(channel.close(grace=0.05), timeout=5)
+    assert [info.method for info in report.cancelled] == [METHOD[kind]]
+    assert channel.in_flight == 0
+
+
+async def test_fallback_call_that_failed_locally_leaves_when_dropped_without_the_names(
+    echo_server: EchoServer, fallback_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_abortable, "_START_TASKS", ("_renamed_start_task",))
+    channel = aio.insecure_channel(echo_server.target)
+    call = start(channel, "unary_unary", metadata=((42, 42),))
+    with pytest.raises(TypeError):
+        await asyncio.wait_for(call, timeout=5)
+    del call
+    gc.collect()  # grpc cancels a collected call; its done-callback takes it off the books
+    assert await channel.wait_idle(timeout=5)
+    assert (await asyncio.wait_for(channel.close(), timeout=5)).drained
+
+
+class _StreamCallWithoutMetadataEvent:
+    """A stream-request call class of a grpc.aio that keeps no ``_metadata_sent`` event."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def _metadata_sent_observer(self) -> None:
+        pass
+
+    def cancel(self) -> bool:
+        self.cancelled = True
+        return True
+
+
+def test_cancel_without_grpcs_metadata_event_still_cancels() -> None:
+    subclass = _abortable.abortable_subclass(_StreamCallWithoutMetadataEvent)
+    assert subclass is not None
+    call = subclass()
+    assert call.cancel() is True
+    assert call.cancelled
+
+
+def test_call_class_without_the_metadata_observer_keeps_its_own_cancel() -> None:
+    class NoObserver:
+        def cancel(self) -> bool:
+            return True
+
+    subclass = _abortable.abortable_subclass(NoObserver)
+    assert subclass is not None
+    assert subclass.__dict__.get("cancel") is None  # NoObserver.cancel, not wrapped

@@ -18,7 +18,21 @@ cancelled at once, so that grpc reports it done and it leaves the channel's book
 the original error, as with grpc.aio.
 
 ``abortable_subclass`` builds that subclass; the graceful channel constructs its calls as it
-(``_call_factory``), and ``make_abortable`` swaps the class of a call built elsewhere.
+(``_call_factory``), and ``make_abortable`` swaps the class of a call built elsewhere (the
+fallback path, for any grpcio).
+
+Besides the public call API, three private grpc.aio names are read, each guarded (they are in
+``_grpc_internals.RELIED_ON``, so the direct path only ever runs where they exist). On a grpc.aio
+without one, the fallback degrades, never raising in a user's call:
+
+- the attributes holding a call's start task (``_START_TASKS``) or its interceptor chain's task
+  (``_INTERCEPTORS_TASK``): a call whose start fails locally is not ended at once. Its caller still
+  gets grpc's own error; the call stays in flight until its owner drops it (grpc cancels a
+  collected call) or a drain's deadline cancels it (reported in ``cancelled``);
+- ``_metadata_sent`` (with its setter ``_metadata_sent_observer``): cancelling a stream-request
+  call does not wake a task blocked in ``write()`` or ``wait_for_connection()`` before the headers
+  went out. A drain's abort still answers that task (it is woken as a waiter); otherwise it waits
+  for its own timeout, as on plain grpc.aio.
 """
 
 from __future__ import annotations
@@ -274,8 +288,9 @@ def abortable_subclass(base: type) -> type | None:
 # call class -> its translating subclass, or None where __class__ cannot be assigned
 _SUBCLASSES: dict[type, type | None] = {}
 
-# Where grpc.aio keeps the task that starts each kind of call.
+# Where grpc.aio keeps the task that starts each kind of call, and an interceptor chain's task.
 _START_TASKS = ("_invocation_task", "_send_unary_request_task", "_initializer", "_call_response")
+_INTERCEPTORS_TASK = "_interceptors_task"
 
 
 def make_abortable(call: Any) -> None:
@@ -306,7 +321,7 @@ def _watch_start(owner: Any, call: Any) -> None:
         if start is not None and isinstance(start, asyncio.Future):
             start.add_done_callback(functools.partial(_end_on_local_failure, owner))
             return
-    chain = attributes.get("_interceptors_task")
+    chain = attributes.get(_INTERCEPTORS_TASK)
     if chain is not None and isinstance(chain, asyncio.Future):
         chain.add_done_callback(functools.partial(_watch_produced, owner))
 

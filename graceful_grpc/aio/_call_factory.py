@@ -71,7 +71,34 @@ def _direct_factory(raw: Any, call_class: type) -> CallFactory:
     init_metadata = raw._init_metadata
     channel, method, loop = raw._channel, raw._method, raw._loop
     serializer, deserializer = raw._request_serializer, raw._response_deserializer
-    registered_call_handle = raw._registered_call_handle
+    # grpcio >= 1.84 passes its registered-method handle to the call; older releases have none
+    # (which of the two is fixed by the verified source of _BaseMultiCallable.__init__).
+    handle = getattr(raw, "_registered_call_handle", None)
+
+    if handle is None:
+
+        def start_unregistered(
+            request: Any,
+            timeout: Any,
+            metadata: Any,
+            credentials: Any,
+            wait_for_ready: Any,
+            compression: Any,
+        ) -> Any:
+            return call_class(
+                request,
+                _timeout_to_deadline(timeout),
+                init_metadata(metadata, compression),
+                credentials,
+                wait_for_ready,
+                channel,
+                method,
+                serializer,
+                deserializer,
+                loop,
+            )
+
+        return start_unregistered
 
     def start(
         request: Any,
@@ -92,7 +119,7 @@ def _direct_factory(raw: Any, call_class: type) -> CallFactory:
             serializer,
             deserializer,
             loop,
-            registered_call_handle,
+            handle,
         )
 
     return start

@@ -1,28 +1,33 @@
-"""The grpc.aio internals the direct call path reproduces, and the grpcio releases verified for it.
+"""The grpc.aio internals the call paths rely on, and the fingerprints verified for the direct path.
 
 The direct path (``_call_factory``) builds grpc.aio's call objects itself, passing exactly what
 grpc.aio's own multicallables pass. That is only right for grpc.aio code someone has read against
-``_call_factory._direct_factory``. So it is enabled only when the installed grpcio release is in
-``VERIFIED_GRPCIO`` *and* the source of every function in ``RELIED_ON`` still hashes to the
-fingerprint recorded for that release (a patched or vendored grpcio with the same version number
-is caught too). Anything else takes the fallback path, which is correct on any grpcio and costs
-about 3% more client CPU per unary call. Everything here runs once, at import.
+``_call_factory._direct_factory``. So it is enabled only when the source of every function in
+``RELIED_ON``, as installed, hashes to a fingerprint in ``VERIFIED_GRPCIO`` - whatever grpcio's
+version number says: a new patch release with the same source gets the direct path, a patched or
+vendored grpcio with a known version number but other source does not. Anything else takes the
+fallback path (``_abortable.make_abortable``), which is correct on any grpcio.
 
-To verify a new grpcio release: read the functions named in ``RELIED_ON`` in its
-``grpc/aio/_channel.py``, ``_call.py`` and ``_utils.py`` against ``_call_factory._direct_factory``,
-run the suite with it installed, then add the line ``make grpc-internals`` prints (``status()``)
-to ``VERIFIED_GRPCIO`` and to the README's compatibility table.
+Reading the functions' source with ``inspect`` costs several milliseconds, so the decision first
+hashes the *bytes* of the files that define them (well under a millisecond) and looks that digest
+up in ``KNOWN_SOURCES``: identical files hold identical functions, so a known digest stands for its
+fingerprint exactly. Only files never seen before (a new grpcio release) are fingerprinted function
+by function. Everything here runs once, at import.
+
+To verify a new fingerprint: read the functions named in ``RELIED_ON`` in its ``grpc/aio/`` against
+``_call_factory._direct_factory`` and ``_abortable``, run the suite with that grpcio installed, then
+add the lines ``make grpc-internals`` prints (``status()``) to ``VERIFIED_GRPCIO`` and
+``KNOWN_SOURCES`` and the release to the README's compatibility table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import os
-import textwrap
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -31,11 +36,15 @@ __all__ = (
     "DIRECT_PATH_REASON",
     "DISABLE_VARIABLE",
     "GRPCIO_VERSION",
+    "KNOWN_SOURCES",
     "RELIED_ON",
     "VERIFIED_GRPCIO",
+    "Decision",
+    "decide",
     "fingerprint",
-    "refusal",
+    "installed_fingerprint",
     "reverify_instructions",
+    "source_digest",
     "status",
 )
 
@@ -43,6 +52,7 @@ DISABLE_VARIABLE = "GRACEFUL_GRPC_NO_DIRECT_CALLS"
 """Set (non-empty) to force the fallback path, e.g. to test it or to rule the direct path out."""
 
 RELIED_ON: tuple[tuple[str, str], ...] = (
+    # What the direct path reproduces: grpc.aio's multicallables building their calls.
     ("grpc.aio._channel", "UnaryUnaryMultiCallable.__call__"),
     ("grpc.aio._channel", "UnaryStreamMultiCallable.__call__"),
     ("grpc.aio._channel", "StreamUnaryMultiCallable.__call__"),
@@ -62,22 +72,85 @@ RELIED_ON: tuple[tuple[str, str], ...] = (
     ("grpc.aio._call", "StreamUnaryCall._conduct_rpc"),
     ("grpc.aio._call", "StreamStreamCall._prepare_rpc"),
     ("grpc.aio._call", "_StreamRequestMixin._init_stream_request_mixin"),
+    ("grpc.aio._call", "_StreamRequestMixin._metadata_sent_observer"),
     ("grpc.aio._call", "_StreamRequestMixin.cancel"),
     ("grpc.aio._call", "_StreamRequestMixin._write"),
     ("grpc.aio._call", "_StreamRequestMixin.wait_for_connection"),
+    # Where the fallback path finds the task that starts a call (_abortable._START_TASKS, and an
+    # interceptor chain's task); on grpc.aio code without them it degrades as documented there.
+    ("grpc.aio._call", "_UnaryResponseMixin._init_unary_response_mixin"),
+    ("grpc.aio._interceptor", "InterceptedCall.__init__"),
 )
-"""(module, qualified name) of every grpc.aio function whose behaviour the direct path copies
-or wraps."""
+"""(module, qualified name) of every grpc.aio function whose behaviour a call path copies, wraps
+or reads attributes of."""
 
-VERIFIED_GRPCIO: Mapping[str, str] = {
-    # grpcio release -> fingerprint() of RELIED_ON in it, read and run through the suite.
-    "1.84.0": "a953b8be9a45e569",
-    "1.84.1": "a953b8be9a45e569",
-    "1.84.2": "a953b8be9a45e569",
-    "1.85.0": "a953b8be9a45e569",
-    "1.85.1": "a953b8be9a45e569",
-    "1.85.3": "a953b8be9a45e569",
+# fmt: off
+VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
+    # fingerprint() of RELIED_ON -> the grpcio releases it was seen in. Each fingerprint's source
+    # was read against _call_factory and _abortable, and the suite passed on a release of it.
+    "a516f41cdd153d42": (
+        "1.63.0", "1.63.2", "1.64.0", "1.64.1", "1.64.3", "1.65.1", "1.65.2", "1.65.4",
+        "1.65.5", "1.66.0", "1.66.1", "1.66.2", "1.67.0", "1.67.1", "1.68.0", "1.68.1",
+        "1.69.0", "1.70.0", "1.71.0", "1.71.2", "1.72.1", "1.72.2", "1.73.0", "1.73.1",
+        "1.74.0",
+    ),
+    "2b90c744bce52c35": (
+        "1.75.0", "1.75.1",
+    ),
+    "f4872353a22dd058": (
+        "1.76.0", "1.78.0", "1.78.2", "1.80.0", "1.80.1", "1.81.0", "1.81.1", "1.81.2",
+    ),
+    "69730d4db12cdc11": (
+        "1.82.1", "1.82.2", "1.82.3",
+    ),
+    "4ac3438be1cda169": (
+        "1.83.0", "1.83.1", "1.83.2",
+    ),
+    "f6577454222515d1": (
+        "1.84.0", "1.84.1", "1.84.2", "1.85.0", "1.85.1", "1.85.3", "1.85.4",
+    ),
 }
+# fmt: on
+"""Verified fingerprints, with the grpcio releases each was seen in (for the README)."""
+
+# fmt: off
+KNOWN_SOURCES: Mapping[str, str] = {
+    # source_digest() -> the fingerprint() of the same files, so that a known install is decided
+    # without reading its functions' source. Seen in the grpcio releases named.
+    "0f49553cdcb98cfa": "a516f41cdd153d42",  # 1.63.0, 1.63.2, 1.64.0, 1.64.1, 1.64.3
+    "752d2acae449ec54": "a516f41cdd153d42",  # 1.65.1, 1.65.2, 1.65.4, 1.65.5
+    "93087e999f2f41f4": "a516f41cdd153d42",  # 1.66.0 ... 1.68.1 (all 7)
+    "948c09ea075eb45b": "a516f41cdd153d42",  # 1.69.0 ... 1.74.0 (all 9)
+    "ad2ff370e6cd28c8": "2b90c744bce52c35",  # 1.75.0, 1.75.1
+    "3cb73f0439224e3f": "f4872353a22dd058",  # 1.76.0
+    "b9b50e21a89c1149": "f4872353a22dd058",  # 1.78.0
+    "7731eed44797c3b9": "f4872353a22dd058",  # 1.78.2
+    "4e8336415f4e212c": "f4872353a22dd058",  # 1.80.0, 1.81.0, 1.81.1
+    "1311385a4083c301": "f4872353a22dd058",  # 1.80.1, 1.81.2
+    "ef57654c8af63961": "69730d4db12cdc11",  # 1.82.1, 1.82.2
+    "e9b86381062b5a9d": "69730d4db12cdc11",  # 1.82.3
+    "c44dc3b5cf54c738": "4ac3438be1cda169",  # 1.83.0, 1.83.1
+    "03364574bdaaedd8": "4ac3438be1cda169",  # 1.83.2
+    "9ea7e597c5e04ba4": "f6577454222515d1",  # 1.84.0, 1.84.1, 1.85.0
+    "6ec1edc9481673f8": "f6577454222515d1",  # 1.84.2, 1.85.1, 1.85.3, 1.85.4
+}
+# fmt: on
+"""Digests of relied-on grpc.aio files already fingerprinted."""
+
+
+class Decision(NamedTuple):
+    """Whether the direct path may serve the installed grpcio, and why.
+
+    Attributes:
+        allowed: The direct path may serve.
+        reason: Why (or why not), for humans: logs, bug reports, the test that names it.
+        fingerprint: The installed relied-on source's fingerprint, or None when it could not be
+            taken (a function is missing) or was not needed (disabled).
+    """
+
+    allowed: bool
+    reason: str
+    fingerprint: str | None
 
 
 def _resolve(module_name: str, qualname: str) -> Any:
@@ -89,6 +162,9 @@ def _resolve(module_name: str, qualname: str) -> Any:
 
 def _normalised_source(function: Any) -> str:
     """The function's source without its indentation level, blank lines or trailing spaces."""
+    import inspect  # here: only a grpcio whose files are not in KNOWN_SOURCES needs it
+    import textwrap
+
     lines = textwrap.dedent(inspect.getsource(function)).splitlines()
     return "\n".join(line.rstrip() for line in lines if line.strip())
 
@@ -106,55 +182,120 @@ def fingerprint(relied_on: Sequence[tuple[str, str]] = RELIED_ON) -> str:
     return digest.hexdigest()[:16]
 
 
-def refusal(
-    version: str,
-    verified: Mapping[str, str] = VERIFIED_GRPCIO,
+def source_digest(relied_on: Sequence[tuple[str, str]] = RELIED_ON) -> str | None:
+    """A short sha256 over the bytes of the files that define ``relied_on``.
+
+    Returns:
+        The digest, or None when it would not stand for the functions' source: a function is not
+        plain Python code defined in its module's file (replaced at run time, say), or a file
+        cannot be read.
+
+    Raises:
+        ImportError, AttributeError: a function is missing.
+    """
+    files: dict[str, str] = {}
+    for module_name, qualname in relied_on:
+        code = getattr(_resolve(module_name, qualname), "__code__", None)
+        module_file = getattr(sys.modules[module_name], "__file__", None)
+        if code is None or module_file is None or code.co_filename != module_file:
+            return None
+        files[module_name] = module_file
+    digest = hashlib.sha256()
+    for module_name in sorted(files):
+        try:
+            with open(files[module_name], "rb") as source:
+                data = source.read()
+        except OSError:
+            return None
+        digest.update(f"{module_name}\n{len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+def installed_fingerprint(
     relied_on: Sequence[tuple[str, str]] = RELIED_ON,
-) -> str | None:
-    """Why the direct path must not serve grpcio ``version`` here, or None when it may."""
+    known_sources: Mapping[str, str] = KNOWN_SOURCES,
+) -> str:
+    """``fingerprint(relied_on)``, read from ``known_sources`` where the files are known.
+
+    Raises:
+        ImportError, AttributeError, OSError, TypeError: a function is missing or has no source.
+    """
+    digest = source_digest(relied_on)
+    known = known_sources.get(digest) if digest is not None else None
+    return known if known is not None else fingerprint(relied_on)
+
+
+def _releases(releases: Sequence[str]) -> str:
+    return releases[0] if len(releases) == 1 else f"{releases[0]} ... {releases[-1]}"
+
+
+def decide(
+    relied_on: Sequence[tuple[str, str]] = RELIED_ON,
+    verified: Mapping[str, tuple[str, ...]] = VERIFIED_GRPCIO,
+    known_sources: Mapping[str, str] = KNOWN_SOURCES,
+) -> Decision:
+    """Whether the direct path may serve the installed grpcio (``verified`` names the verified
+    fingerprints; the arguments exist for tests)."""
+    version = GRPCIO_VERSION
     if os.environ.get(DISABLE_VARIABLE):
-        return f"disabled by {DISABLE_VARIABLE}"
-    expected = verified.get(version)
-    if expected is None:
-        return f"grpcio {version} is not in the verified list ({', '.join(verified) or 'empty'})"
+        return Decision(False, f"disabled by {DISABLE_VARIABLE}", None)
     try:
-        found = fingerprint(relied_on)
+        found = installed_fingerprint(relied_on, known_sources)
     except (ImportError, AttributeError, OSError, TypeError) as exc:
-        return f"grpcio {version}: a grpc.aio internal it relies on is missing ({exc!r})"
-    if found != expected:
-        return (
-            f"grpcio {version}: grpc.aio internals differ from the verified ones "
-            f"(fingerprint {found}, verified {expected})"
+        return Decision(
+            False, f"grpcio {version}: a grpc.aio internal it relies on is missing ({exc!r})", None
         )
-    return None
+    releases = verified.get(found)
+    if releases is None:
+        return Decision(
+            False,
+            f"grpcio {version}: its relied-on grpc.aio source (fingerprint {found}) has not been "
+            "verified",
+            found,
+        )
+    return Decision(
+        True,
+        f"grpcio {version}: relied-on grpc.aio source verified "
+        f"(fingerprint {found}, as in grpcio {_releases(releases)})",
+        found,
+    )
 
 
-def reverify_instructions(version: str) -> str:
-    """What to read and where to record it to verify grpcio ``version`` for the direct path."""
+def reverify_instructions() -> str:
+    """What to read and where to record it to verify the installed grpcio for the direct path."""
     functions = ", ".join(
         f"{module.replace('.', '/')}.py {qualname}" for module, qualname in RELIED_ON
     )
     return (
-        f"to verify grpcio {version}: re-check {functions} against "
-        "graceful_grpc/aio/_call_factory.py _direct_factory, run the suite, then add the line "
-        "printed by `make grpc-internals` to VERIFIED_GRPCIO in "
-        "graceful_grpc/aio/_grpc_internals.py and to the README's compatibility table"
+        f"to verify grpcio {GRPCIO_VERSION}: re-check {functions} against "
+        "graceful_grpc/aio/_call_factory.py _direct_factory and _abortable.py, run the suite, "
+        "then add the lines printed by `make grpc-internals` to VERIFIED_GRPCIO and KNOWN_SOURCES "
+        "in graceful_grpc/aio/_grpc_internals.py and the release to the README's table"
     )
 
 
 GRPCIO_VERSION: str = grpc.__version__  # type: ignore[attr-defined]
-_REFUSAL = refusal(GRPCIO_VERSION)
-DIRECT_PATH_ALLOWED = _REFUSAL is None
-DIRECT_PATH_REASON: str = _REFUSAL or f"grpcio {GRPCIO_VERSION} verified"
+_DECISION = decide()
+DIRECT_PATH_ALLOWED = _DECISION.allowed
+DIRECT_PATH_REASON: str = _DECISION.reason
 """Why the direct path is on or off, for humans (logs, bug reports, the test that names it)."""
 
 
 def status() -> str:
-    """The installed grpcio's ``VERIFIED_GRPCIO`` line, whether the direct path is on, and why."""
+    """The installed grpcio's lines for ``VERIFIED_GRPCIO`` and ``KNOWN_SOURCES``, and whether
+    the direct path is on, and why."""
+    found = fingerprint()
+    releases = (*VERIFIED_GRPCIO.get(found, ()), GRPCIO_VERSION)
+    listed = ", ".join(f'"{r}"' for r in dict.fromkeys(releases))
     lines = [
-        f'    "{GRPCIO_VERSION}": "{fingerprint()}",',
+        f"# grpcio {GRPCIO_VERSION}, fingerprint {found}, source digest {source_digest()}",
+        "# VERIFIED_GRPCIO:",
+        f'    "{found}": ({listed},),',
+        "# KNOWN_SOURCES:",
+        f'    "{source_digest()}": "{found}",',
         f"# direct path {'on' if DIRECT_PATH_ALLOWED else 'off'}: {DIRECT_PATH_REASON}",
     ]
-    if not DIRECT_PATH_ALLOWED:
-        lines.append(f"# {reverify_instructions(GRPCIO_VERSION)}")
+    if not DIRECT_PATH_ALLOWED and found not in VERIFIED_GRPCIO:
+        lines.append(f"# {reverify_instructions()}")
     return "\n".join(lines)

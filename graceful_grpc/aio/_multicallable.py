@@ -8,7 +8,7 @@ the hot path is the handle's ``closed``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 from grpc import aio
@@ -27,6 +27,29 @@ RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
 
 MetadataType = aio.Metadata | Any  # grpc.aio accepts Metadata or a sequence of pairs
+
+if TYPE_CHECKING:
+    _UnaryUnaryBase = aio.UnaryUnaryMultiCallable
+    _UnaryStreamBase = aio.UnaryStreamMultiCallable
+    _StreamUnaryBase = aio.StreamUnaryMultiCallable
+    _StreamStreamBase = aio.StreamStreamMultiCallable
+else:
+    # grpc.aio's multicallables are generic only from grpcio 1.84 on: at run time each is
+    # subclassed as it is, and Generic supplies the subscripting that type checkers see.
+
+    class _Unsubscripted:
+        __slots__ = ("_base",)
+
+        def __init__(self, base: type) -> None:
+            self._base = base
+
+        def __getitem__(self, _: object) -> type:
+            return self._base
+
+    _UnaryUnaryBase = _Unsubscripted(aio.UnaryUnaryMultiCallable)
+    _UnaryStreamBase = _Unsubscripted(aio.UnaryStreamMultiCallable)
+    _StreamUnaryBase = _Unsubscripted(aio.StreamUnaryMultiCallable)
+    _StreamStreamBase = _Unsubscripted(aio.StreamStreamMultiCallable)
 
 
 class _Wrapped:
@@ -73,7 +96,8 @@ class _Wrapped:
 
 class UnaryUnaryMultiCallable(
     _Wrapped,
-    aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+    _UnaryUnaryBase[RequestT, ResponseT],
+    Generic[RequestT, ResponseT],
 ):
     """grpc.aio's UnaryUnaryMultiCallable, tracked by a graceful channel."""
 
@@ -94,7 +118,8 @@ class UnaryUnaryMultiCallable(
 
 class UnaryStreamMultiCallable(
     _Wrapped,
-    aio.UnaryStreamMultiCallable[RequestT, ResponseT],
+    _UnaryStreamBase[RequestT, ResponseT],
+    Generic[RequestT, ResponseT],
 ):
     """grpc.aio's UnaryStreamMultiCallable, tracked by a graceful channel."""
 
@@ -115,7 +140,8 @@ class UnaryStreamMultiCallable(
 
 class StreamUnaryMultiCallable(
     _Wrapped,
-    aio.StreamUnaryMultiCallable[RequestT, ResponseT],
+    _StreamUnaryBase[RequestT, ResponseT],
+    Generic[RequestT, ResponseT],
 ):
     """grpc.aio's StreamUnaryMultiCallable, tracked by a graceful channel."""
 
@@ -135,7 +161,8 @@ class StreamUnaryMultiCallable(
 
 class StreamStreamMultiCallable(
     _Wrapped,
-    aio.StreamStreamMultiCallable[RequestT, ResponseT],
+    _StreamStreamBase[RequestT, ResponseT],
+    Generic[RequestT, ResponseT],
 ):
     """grpc.aio's StreamStreamMultiCallable, tracked by a graceful channel."""
 
