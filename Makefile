@@ -6,18 +6,25 @@ STAMP := $(VENV)/.installed-stamp
 PROTO := protos/graceful_grpc/testing/v1/echo.proto
 SRC := graceful_grpc tests benchmarks
 
-.PHONY: install demo test lint typecheck protos check-protos check-extension pytest bench clean \
-	dist dist-check matrix grpcio-sweep grpc-internals
+.PHONY: install demo test lint typecheck protos check-protos check-extension check-call-path \
+	pytest bench bench-instructions clean dist dist-check matrix grpcio-sweep grpcio-latest \
+	grpc-internals lock
 
 # Our own builds treat C compiler warnings as errors (users' builds never do: see setup.py).
 export GRACEFUL_GRPC_WERROR := 1
 
+# Every development install takes exactly the versions in constraints.txt (pip, the build backend
+# and every dependency), so that a release upstream cannot change what a fresh clone runs; users'
+# installs are unpinned (only pyproject's floors). `make lock` refreshes the pins.
 # The bench extra (uvloop, matplotlib) too: the suite's benchmark smoke test runs every mode and
-# draws the plot, and mypy checks those code paths.
-$(STAMP): pyproject.toml setup.py graceful_grpc/_counter.c Makefile
+# draws the plot, the uvloop tests need it, and mypy checks those code paths.
+CONSTRAINTS := constraints.txt
+PIP_PINNED = -m pip install -q -c $(CONSTRAINTS) --build-constraint $(CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py graceful_grpc/_counter.c Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test-temporal,dev,bench]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) pip
+	$(PY) $(PIP_PINNED) -e '.[test-temporal,dev,bench]'
+	$(PY) -m pip check
 	touch $@
 
 install: $(STAMP)
@@ -34,9 +41,10 @@ PROTOC_VENV := .venv-protoc
 PROTOC_STAMP := $(PROTOC_VENV)/.installed-stamp
 GRPCIO_TOOLS := grpcio-tools==1.63.0
 
-$(PROTOC_STAMP): Makefile
+PROTOC_CONSTRAINTS := constraints-protoc.txt
+$(PROTOC_STAMP): Makefile $(PROTOC_CONSTRAINTS)
 	test -x $(PROTOC_VENV)/bin/python || $(PYTHON) -m venv $(PROTOC_VENV)
-	$(PROTOC_VENV)/bin/python -m pip install -q '$(GRPCIO_TOOLS)'
+	$(PROTOC_VENV)/bin/python -m pip install -q -c $(PROTOC_CONSTRAINTS) '$(GRPCIO_TOOLS)'
 	touch $@
 
 PROTOC = $(PROTOC_VENV)/bin/python -m grpc_tools.protoc -Iprotos --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc
@@ -57,6 +65,10 @@ check-extension: $(STAMP)
 	$(PY) -c "import graceful_grpc as g, sys; print('counter:', g.COUNTER_IMPLEMENTATION); sys.exit(g.COUNTER_IMPLEMENTATION != 'c')"
 	GRACEFUL_GRPC_NO_EXTENSIONS=1 $(PY) -c "import graceful_grpc as g, sys; print('counter (NO_EXTENSIONS):', g.COUNTER_IMPLEMENTATION); sys.exit(g.COUNTER_IMPLEMENTATION != 'python')"
 
+# The pinned grpcio must get the direct call path: a pin on an unverified grpcio is a mistake here.
+check-call-path: $(STAMP)
+	$(PY) -c "from graceful_grpc.aio import _call_factory as f; import sys; print('call path:', 'direct' if f.DIRECT_AVAILABLE else 'fallback', '-', f.DIRECT_REASON); sys.exit(not f.DIRECT_AVAILABLE)"
+
 lint: $(STAMP)
 	$(PY) -m ruff check $(SRC)
 	$(PY) -m ruff format --check $(SRC)
@@ -64,26 +76,48 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy graceful_grpc tests benchmarks
 
-# The third run proves the fallback call path (what any grpcio outside the verified list gets).
+# The third run proves the fallback call path (what any grpcio with unverified internals gets).
 pytest: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 	GRACEFUL_GRPC_NO_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider
 	GRACEFUL_GRPC_NO_DIRECT_CALLS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not temporal"
 
-test: check-protos check-extension lint typecheck pytest
+test: check-protos check-extension check-call-path lint typecheck pytest
 
 # The full run (about 4 minutes on 2 cores); `python -m benchmarks --quick` is under two.
 bench: $(STAMP)
 	$(PY) -m benchmarks --json bench-results/full.json --plot bench-results/ratios.png
 
-# The installed grpcio's line for VERIFIED_GRPCIO in graceful_grpc/aio/_grpc_internals.py.
+# Instructions per unary call and per bidi message (callgrind): raw grpc.aio, a no-op interceptor,
+# the graceful channel on the direct and on the fallback path; numbers go to BENCHMARKS.md.
+bench-instructions: $(STAMP)
+	$(PY) -m benchmarks.callgrind --workload both --repeat 3
+
+# The installed grpcio's lines for VERIFIED_GRPCIO and KNOWN_SOURCES in
+# graceful_grpc/aio/_grpc_internals.py, and which call path it gets.
 grpc-internals: $(STAMP)
 	$(PY) -c "from graceful_grpc.aio import _grpc_internals as g; print(g.status())"
+
+# Refreshes constraints.txt (and constraints-protoc.txt): the newest releases that satisfy
+# pyproject, resolved in fresh venvs. Run `make test` on the result before committing it.
+LOCK_VENV := build/venvs/lock
+lock:
+	rm -rf $(LOCK_VENV) $(LOCK_VENV)-protoc
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q '.[test-temporal,dev,bench]'
+	{ echo "# Pinned development environment (make install / make test); refresh: make lock"; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude graceful-grpc; } > $(CONSTRAINTS)
+	$(PYTHON) -m venv $(LOCK_VENV)-protoc
+	$(LOCK_VENV)-protoc/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)-protoc/bin/python -m pip install -q '$(GRPCIO_TOOLS)'
+	{ echo "# Pinned stub generator environment (make protos); refresh: make lock"; \
+	  $(LOCK_VENV)-protoc/bin/python -m pip freeze --all; } > $(PROTOC_CONSTRAINTS)
 
 # sdist + wheel into dist/, checked by twine and for their contents.
 dist: $(STAMP)
 	rm -rf dist
-	$(PY) -m build -q -o dist . >/dev/null
+	PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) $(PY) -m build -q -o dist . >/dev/null
 	$(PY) -m twine check --strict dist/*
 	$(PY) .ci/check_dist.py dist
 
@@ -100,14 +134,22 @@ matrix: dist
 		.ci/venv-suite $$py build/venvs/py$$v dist/*.tar.gz; \
 	done
 
-# The core suite against several grpcio releases on $(PYTHON): the oldest we claim (with the
-# oldest protobuf the stubs need), some in between, the newest. The table is in the README.
-GRPCIO_SWEEP ?= 1.84.0:protobuf==5.26.1 1.84.1 1.84.2 1.85.0 1.85.1 1.85.3
+# The core suite against grpcio releases on $(PYTHON), a fresh venv each, every other package as
+# pinned: one or more of every fingerprint group (see graceful_grpc/aio/_grpc_internals.py), every
+# 1.84-1.85 release, the oldest with the oldest protobuf the stubs need. The table is in the README.
+GRPCIO_SWEEP ?= 1.63.0:protobuf==5.26.1 1.66.2 1.70.0 1.75.1 1.80.1 1.82.3 1.83.2 \
+	1.84.0 1.84.1 1.84.2 1.85.0 1.85.1 1.85.3 1.85.4
 grpcio-sweep: dist
-	@set -e; for spec in $(GRPCIO_SWEEP); do \
-		version=$${spec%%:*}; extra=$$(echo "$$spec" | cut -s -d: -f2); \
-		.ci/venv-suite $(PYTHON) build/venvs/grpcio-$$version dist/*.tar.gz grpcio==$$version $$extra; \
-	done
+	.ci/grpcio-sweep $(PYTHON) dist/*.tar.gz $(CONSTRAINTS) $(GRPCIO_SWEEP)
+
+# The core suite on the newest grpcio and protobuf the index has, everything else pinned; its
+# first line says whether that grpcio's fingerprint is verified. May fail when upstream changes;
+# `make test` never does.
+LATEST_CONSTRAINTS := build/constraints-latest-grpcio.txt
+grpcio-latest: dist
+	grep -v -E '^(grpcio|protobuf)==' $(CONSTRAINTS) > $(LATEST_CONSTRAINTS)
+	CONSTRAINTS=$(LATEST_CONSTRAINTS) .ci/venv-suite $(PYTHON) build/venvs/grpcio-latest \
+		dist/*.tar.gz --upgrade grpcio protobuf
 
 clean:
 	rm -rf $(VENV) $(PROTOC_VENV) build dist *.egg-info graceful_grpc/*.so

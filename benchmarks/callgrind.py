@@ -5,9 +5,12 @@ where CPU time on a shared 2-core machine cannot. Each client mode runs in its o
 ``valgrind --tool=callgrind`` twice, making N1 and then N2 sequential unary calls (after the same
 warm-up) to an echo server in another process (not under valgrind); (I(N2) - I(N1)) / (N2 - N1)
 is the cost of one call, start-up and shutdown cancelling out. ``--workload bidi`` counts one
-ping-pong message (a write and a read) on one bidi stream instead. Modes: raw grpc.aio, the
-graceful channel, and the graceful channel instrumented with ``graceful_grpc.contrib.opentelemetry``
-on an SDK MeterProvider with an in-memory reader attached (collected once, after the calls).
+ping-pong message (a write and a read) on one bidi stream instead; ``--workload both`` does both
+in one run. Modes: raw grpc.aio; raw grpc.aio with a no-op interceptor per call kind (what users
+hand-roll); the graceful channel on its direct call path; the graceful channel on its fallback
+path (``GRACEFUL_GRPC_NO_DIRECT_CALLS=1``, what a grpcio with unverified internals gets); and the
+graceful channel instrumented with ``graceful_grpc.contrib.opentelemetry`` on an SDK
+MeterProvider with an in-memory reader attached (collected once, after the calls).
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ import grpc
 
 __all__ = ("main",)
 
-MODES = ("raw", "graceful", "graceful+otel")
+MODES = ("raw", "raw+interceptor", "graceful", "graceful-fallback", "graceful+otel")
 WORKLOADS = ("unary", "bidi")
 WARMUP = 200
+_FALLBACK_ENV = {"GRACEFUL_GRPC_NO_DIRECT_CALLS": "1"}
 
 
 def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], object]]:
     """The mode's channel, and what to do after the calls (collect metrics, for the otel mode)."""
     if mode == "raw":
         return grpc.aio.insecure_channel(target), lambda: None
+    if mode == "raw+interceptor":
+        from .modes import interceptor_channel
+
+        return interceptor_channel(target), lambda: None
     from graceful_grpc import aio
 
     channel = aio.insecure_channel(target)
-    if mode == "graceful":
+    if mode in ("graceful", "graceful-fallback"):
         return channel, lambda: None
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -91,7 +99,8 @@ def _instructions(mode: str, workload: str, units: int, target: str, workdir: Pa
         str(units),
         target,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, **(_FALLBACK_ENV if mode == "graceful-fallback" else {})}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
     match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
@@ -100,13 +109,36 @@ def _instructions(mode: str, workload: str, units: int, target: str, workdir: Pa
     return int(match.group(1))
 
 
+def _per_unit(
+    workload: str, n1: int, n2: int, repeat: int, target: str, workdir: Path
+) -> dict[str, float]:
+    """Median instructions per unit of ``workload`` for every mode (runs interleaved)."""
+    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(repeat):  # interleaved, so that drift affects every mode alike
+        for mode in MODES:
+            low = _instructions(mode, workload, n1, target, workdir)
+            high = _instructions(mode, workload, n2, target, workdir)
+            samples[mode].append((high - low) / (n2 - n1))
+    unit = "unary call" if workload == "unary" else "bidi message"
+    per_unit = {mode: statistics.median(runs) for mode, runs in samples.items()}
+    for mode, runs in samples.items():
+        spread = ", ".join(f"{s:,.0f}" for s in runs)
+        print(f"  {mode:<18} {per_unit[mode]:>10,.0f} instructions/{unit}  (runs: {spread})")
+    raw = per_unit["raw"]
+    for mode in MODES[1:]:
+        print(f"  {mode + ' vs raw:':<34} x{per_unit[mode] / raw:.4f}")
+    otel = per_unit["graceful+otel"] / per_unit["graceful"]
+    print(f"  {'graceful+otel vs graceful:':<34} x{otel:.4f}")
+    return per_unit
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.callgrind", description=__doc__)
     parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
     parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
     parser.add_argument(
         "--workload",
-        choices=WORKLOADS,
+        choices=(*WORKLOADS, "both"),
         default="unary",
         help="unary: N sequential unary calls; bidi: N ping-pong messages on one bidi stream",
     )
@@ -124,29 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     from graceful_grpc import COUNTER_IMPLEMENTATION
+    from graceful_grpc.aio._grpc_internals import DIRECT_PATH_REASON
     from graceful_grpc.testing import EchoServerProcess
 
     print(
         f"machine: {platform.platform()}, Python {platform.python_version()}, "
         f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
     )
-    unit = "unary call" if args.workload == "unary" else "bidi message"
-    print(f"{unit}s: N1={n1}, N2={n2} (after {WARMUP} warm-up), {args.repeat} runs each")
-    per_call: dict[str, float] = {}
+    print(f"call path: {DIRECT_PATH_REASON}")
+    workloads = WORKLOADS if args.workload == "both" else (args.workload,)
     with EchoServerProcess() as server, tempfile.TemporaryDirectory() as tmp:
-        for mode in MODES:
-            samples: list[float] = []
-            for _ in range(args.repeat):  # interleaved, so drift affects both counts alike
-                low = _instructions(mode, args.workload, n1, server.target, Path(tmp))
-                high = _instructions(mode, args.workload, n2, server.target, Path(tmp))
-                samples.append((high - low) / (n2 - n1))
-            per_call[mode] = statistics.median(samples)
-            spread = ", ".join(f"{s:,.0f}" for s in samples)
-            print(f"  {mode:<14} {per_call[mode]:>10,.0f} instructions/{unit}  (runs: {spread})")
-    raw, graceful, otel = (per_call[m] for m in MODES)
-    print(f"graceful vs raw:                  x{graceful / raw:.4f}")
-    print(f"graceful+otel vs graceful:        x{otel / graceful:.4f}")
-    print(f"graceful+otel vs raw:             x{otel / raw:.4f}")
+        for workload in workloads:
+            unit = "unary calls" if workload == "unary" else "bidi messages"
+            print(f"{unit}: N1={n1}, N2={n2} (after {WARMUP} warm-up), {args.repeat} runs each")
+            _per_unit(workload, n1, n2, args.repeat, server.target, Path(tmp))
     return 0
 
 

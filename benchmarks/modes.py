@@ -10,7 +10,7 @@ import grpc
 
 from graceful_grpc import aio
 
-__all__ = ("MODES", "Mode", "available_modes")
+__all__ = ("MODES", "Mode", "available_modes", "interceptor_channel")
 
 
 class _NoOpUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
@@ -33,7 +33,7 @@ class _NoOpStreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(details, requests)
 
 
-def _interceptor_channel(target: str) -> grpc.aio.Channel:
+def interceptor_channel(target: str) -> grpc.aio.Channel:
     # What users hand-roll today: one no-op interceptor per call kind (counting would add to it).
     noops = [_NoOpUnaryUnary(), _NoOpUnaryStream(), _NoOpStreamUnary(), _NoOpStreamStream()]
     return grpc.aio.insecure_channel(target, interceptors=noops)
@@ -56,7 +56,7 @@ MODES = {
     mode.name: mode
     for mode in (
         Mode("raw", grpc.aio.insecure_channel, "c", False, "raw"),
-        Mode("interceptor", _interceptor_channel, "c", False, "raw"),
+        Mode("interceptor", interceptor_channel, "c", False, "raw"),
         Mode("tracker", _tracker_channel, "c", False, "raw"),
         Mode("graceful-c", aio.insecure_channel, "c", False, "raw"),
         Mode("graceful-py", aio.insecure_channel, "py", False, "raw"),

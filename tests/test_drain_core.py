@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
+from graceful_grpc.aio._call_factory import DIRECT_AVAILABLE
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
 from .calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
@@ -52,12 +53,23 @@ def start_with_metadata(channel: Any, kind: str, metadata: Any) -> Any:
 
 # -- 1. a call that fails locally leaves the books at once --
 
+# Before grpcio 1.82, grpc.aio never ends a stream call whose metadata has an illegal key (plain
+# grpc.aio waits for ever too); from 1.82 on it fails with an RpcError.
+_GRPCIO = tuple(int(part) for part in grpc.__version__.split(".")[:2])  # type: ignore[attr-defined]
+GRPC_ENDS_ILLEGAL_KEY_STREAMS = _GRPCIO >= (1, 82)
+
+
+def _grpc_never_ends(kind: str, bad: str) -> bool:
+    return not GRPC_ENDS_ILLEGAL_KEY_STREAMS and bad == "illegal key" and kind != "unary_unary"
+
 
 @kinds
 @pytest.mark.parametrize("bad", list(BAD_METADATA))
 async def test_call_failing_locally_leaves_the_books(
     echo_server: EchoServer, kind: str, bad: str
 ) -> None:
+    if _grpc_never_ends(kind, bad):
+        pytest.skip(f"grpcio {grpc.__version__} never ends this call itself (see the next test)")  # type: ignore[attr-defined]
     channel = aio.insecure_channel(echo_server.target, drain_timeout=30)
     call = start_with_metadata(channel, kind, BAD_METADATA[bad])
     with pytest.raises((TypeError, grpc.RpcError, Exception)) as raised:  # as grpc.aio raises
@@ -70,12 +82,38 @@ async def test_call_failing_locally_leaves_the_books(
     assert report.completed == 0  # nothing was in flight when the drain started
 
 
+@pytest.mark.skipif(GRPC_ENDS_ILLEGAL_KEY_STREAMS, reason="grpcio >= 1.82 ends these calls itself")
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "unary_unary"])
+async def test_stream_call_that_grpc_never_ends_is_ended_by_the_drain(
+    echo_server: EchoServer, kind: str
+) -> None:
+    raw = grpc.aio.insecure_channel(echo_server.target)
+    plain = start_with_metadata(raw, kind, BAD_METADATA["illegal key"])
+    with pytest.raises(TimeoutError):  # upstream's behaviour, not ours
+        await asyncio.wait_for(asyncio.shield(finish(plain, kind)), timeout=0.5)
+    await raw.close(grace=0)
+    channel = aio.insecure_channel(echo_server.target)
+    call = start_with_metadata(channel, kind, BAD_METADATA["illegal key"])
+    waiting = asyncio.ensure_future(finish(call, kind))
+    report = await asyncio.wait_for(channel.close(grace=0.2), timeout=5)
+    assert [info.method for info in report.cancelled] == [METHOD[kind]]
+    with pytest.raises(DrainTimeoutError):
+        await asyncio.wait_for(waiting, timeout=5)
+
+
 @kinds
 async def test_call_failing_locally_never_awaited_leaves_the_books(
     echo_server: EchoServer, kind: str
 ) -> None:
     channel = aio.insecure_channel(echo_server.target, drain_timeout=30)
     call = start_with_metadata(channel, kind, BAD_METADATA["non-str key"])
+    if not DIRECT_AVAILABLE and kind.startswith("unary_"):
+        # The fallback watches a unary-request call's start only once it is awaited (see
+        # _abortable.make_abortable): never awaited, it stays until the drain's deadline.
+        assert not await channel.wait_idle(timeout=0.2)
+        report = await asyncio.wait_for(channel.close(grace=0.1), timeout=2)
+        assert [info.method for info in report.cancelled] == [METHOD[kind]]
+        return
     assert await channel.wait_idle(timeout=2)  # nobody awaited it: it can never be sent
     assert call.done()
     report = await asyncio.wait_for(channel.close(), timeout=2)

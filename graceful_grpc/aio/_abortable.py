@@ -21,18 +21,20 @@ the original error, as with grpc.aio.
 (``_call_factory``), and ``make_abortable`` swaps the class of a call built elsewhere (the
 fallback path, for any grpcio).
 
-Besides the public call API, three private grpc.aio names are read, each guarded (they are in
-``_grpc_internals.RELIED_ON``, so the direct path only ever runs where they exist). On a grpc.aio
-without one, the fallback degrades, never raising in a user's call:
+Besides the public call API, the fallback reads a few private grpc.aio names, each guarded (they
+are in ``_grpc_internals.RELIED_ON``, so the direct path only ever runs where they exist). On a
+grpc.aio without one, the fallback degrades, never raising in a user's call:
 
 - the attributes holding a call's start task (``_START_TASKS``) or its interceptor chain's task
   (``_INTERCEPTORS_TASK``): a call whose start fails locally is not ended at once. Its caller still
-  gets grpc's own error; the call stays in flight until its owner drops it (grpc cancels a
-  collected call) or a drain's deadline cancels it (reported in ``cancelled``);
+  gets grpc's own error; the call stays in flight until grpc collects it (which cancels it) or a
+  drain's deadline cancels it (reported in ``cancelled``);
 - ``_metadata_sent`` (with its setter ``_metadata_sent_observer``): cancelling a stream-request
   call does not wake a task blocked in ``write()`` or ``wait_for_connection()`` before the headers
   went out. A drain's abort still answers that task (it is woken as a waiter); otherwise it waits
-  for its own timeout, as on plain grpc.aio.
+  for its own timeout, as on plain grpc.aio;
+- grpc.aio's unary-request call classes (``_UNARY_REQUEST``): without them every call is watched
+  from the start (see ``make_abortable``), which costs a loop callback per call.
 """
 
 from __future__ import annotations
@@ -44,7 +46,15 @@ import types
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any, NoReturn
 
-__all__ = ("Abort", "abort", "abortable_subclass", "aborted", "make_abortable")
+__all__ = (
+    "Abort",
+    "abort",
+    "abortable_subclass",
+    "aborted",
+    "answer_cancellation",
+    "make_abortable",
+    "take_back_wake",
+)
 
 # Per-call attributes (class defaults None). The answering methods, which only ever run on the
 # subclass, read the first two by their literal names: a plain attribute access is the cheapest.
@@ -87,7 +97,7 @@ def aborted(call: Any) -> bool:
     return getattr(call, _ABORT, None) is not None
 
 
-def _answer(
+def answer_cancellation(
     call: Any,
     task: asyncio.Task[Any] | None,
     level: int,
@@ -115,7 +125,7 @@ def _answer(
     raise error
 
 
-def _take_back_wake(reason: Abort, task: asyncio.Task[Any]) -> None:
+def take_back_wake(reason: Abort, task: asyncio.Task[Any]) -> None:
     if task in reason.woken:
         # Woken by the abort, yet grpc returned normally (it absorbed the cancellation): take
         # back the cancel request, or the task's later asyncio.timeout() would misread it.
@@ -131,7 +141,11 @@ def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
         try:
             return (yield from original(self))
         except asyncio.CancelledError as error:
-            _answer(self, task, level, error)
+            answer_cancellation(self, task, level, error)
+        except Exception:
+            if self._graceful_grpc_unwatched:  # the start may have failed: end the call if so
+                _watch_start_now(self)
+            raise
 
     return __await__
 
@@ -139,15 +153,18 @@ def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
 def _coroutine_method(
     original: Callable[..., Any], ends_rpc: bool = True, refused_after_abort: bool = False
 ) -> Any:
-    """An awaiting method: ``ends_rpc``, the owner cancelling it ends the RPC (see _answer);
+    """An awaiting method: ``ends_rpc``, the owner cancelling it ends the RPC (see
+    answer_cancellation);
     ``refused_after_abort``, it raises the abort's error once the call is aborted."""
 
     @functools.wraps(original)
     async def method(self: Any, *args: Any) -> Any:
         if refused_after_abort and self._graceful_grpc_abort is not None:
             raise self._graceful_grpc_abort.error()
+        if not ends_rpc and self._graceful_grpc_unwatched and not self.done():
+            _watch_start_now(self)  # a wait for status would outlast a failed start
         # Waiter bookkeeping written out, not in helpers: this runs for every stream message
-        # (_answering_iterator has the same lines, for the same reason).
+        # (_answering_iterator and _direct_methods have the same lines, for the same reason).
         task = _current_task()
         level = 0
         if task is not None:
@@ -158,12 +175,16 @@ def _coroutine_method(
         try:
             return await original(self, *args)
         except asyncio.CancelledError as error:
-            _answer(self, task, level, error, ends_rpc)
+            answer_cancellation(self, task, level, error, ends_rpc)
+        except Exception:
+            if self._graceful_grpc_unwatched:
+                _watch_start_now(self)
+            raise
         finally:
             if task is not None:
                 self._graceful_grpc_waiters.discard(task)
                 if self._graceful_grpc_abort is not None:
-                    _take_back_wake(self._graceful_grpc_abort, task)
+                    take_back_wake(self._graceful_grpc_abort, task)
 
     return method
 
@@ -201,12 +222,16 @@ async def _answering_iterator(call: Any, inner: AsyncIterator[Any]) -> AsyncIter
         except StopAsyncIteration:
             return
         except asyncio.CancelledError as error:
-            _answer(call, task, level, error)
+            answer_cancellation(call, task, level, error)
+        except Exception:
+            if call._graceful_grpc_unwatched:
+                _watch_start_now(call)
+            raise
         finally:
             if task is not None:
                 call._graceful_grpc_waiters.discard(task)
                 if call._graceful_grpc_abort is not None:
-                    _take_back_wake(call._graceful_grpc_abort, task)
+                    take_back_wake(call._graceful_grpc_abort, task)
         yield message
 
 
@@ -263,8 +288,17 @@ _WRAPPERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def abortable_subclass(base: type) -> type | None:
-    """The subclass of call class ``base`` whose awaiting methods answer aborts."""
+def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False) -> type | None:
+    """The subclass of call class ``base`` whose awaiting methods answer aborts.
+
+    Args:
+        base: A call class.
+        direct: ``base`` is one of grpc.aio's own, on grpc.aio source verified for the direct
+            path: its thin public stream methods are reproduced (``_direct_methods``) rather than
+            wrapped.
+        unwatched: Calls of it get no start watch when made (see ``make_abortable``): their
+            awaiting methods install it once it can matter.
+    """
     if getattr(base, "_graceful_grpc_abortable", False):
         return None
     namespace: dict[str, Any] = {
@@ -272,11 +306,16 @@ def abortable_subclass(base: type) -> type | None:
         _ABORT: None,
         _WAITERS: None,
         _FAILURE: None,
+        "_graceful_grpc_unwatched": unwatched,
     }
     for name, wrap in _WRAPPERS.items():
         original = getattr(base, name, None)
         if original is not None:
             namespace[name] = wrap(original)
+    if direct:
+        from ._direct_methods import direct_stream_methods  # it imports this module
+
+        namespace.update(direct_stream_methods(base))
     if hasattr(base, "_metadata_sent_observer"):  # grpc.aio's stream-request calls
         namespace["cancel"] = _cancel_method(base.cancel)  # type: ignore[attr-defined]
     subclass = types.new_class(base.__name__, (base,), {}, lambda ns: ns.update(namespace))
@@ -285,27 +324,55 @@ def abortable_subclass(base: type) -> type | None:
     return subclass
 
 
-# call class -> its translating subclass, or None where __class__ cannot be assigned
-_SUBCLASSES: dict[type, type | None] = {}
+# call class -> its translating subclass (None where __class__ cannot be assigned), and whether
+# its calls are watched from the start
+_SUBCLASSES: dict[type, tuple[type | None, bool]] = {}
 
 # Where grpc.aio keeps the task that starts each kind of call, and an interceptor chain's task.
 _START_TASKS = ("_invocation_task", "_send_unary_request_task", "_initializer", "_call_response")
 _INTERCEPTORS_TASK = "_interceptors_task"
 
+try:
+    from grpc.aio._call import UnaryStreamCall, UnaryUnaryCall
+except ImportError:  # grpc.aio's internals moved: every call is watched from the start
+    _UNARY_REQUEST: tuple[type, ...] = ()
+else:
+    _UNARY_REQUEST = (UnaryUnaryCall, UnaryStreamCall)
+
 
 def make_abortable(call: Any) -> None:
     """Gives ``call`` the answering subclass of its class (a no-op for unsupported types), and
-    makes a local failure of its start end the call."""
+    makes a local failure of its start end the call.
+
+    A start watch costs a loop callback per call (about 3% of a unary call). A call with a stream
+    of requests, or of a class not known here, is watched from the start: a failed start would
+    leave its writers waiting. grpc.aio's unary-request calls report a failed start to whoever
+    awaits them, so their answering methods install the watch only then, or before waiting for
+    the status or metadata; such a call never awaited at all stays in flight until grpc
+    collects it (which cancels it) or a drain's deadline ends it.
+    """
     cls = call.__class__
     try:
-        subclass = _SUBCLASSES[cls]
+        subclass, watched = _SUBCLASSES[cls]
     except KeyError:
-        subclass = _SUBCLASSES[cls] = abortable_subclass(cls)
+        watched = not issubclass(cls, _UNARY_REQUEST)
+        subclass = abortable_subclass(cls, unwatched=not watched)
+        _SUBCLASSES[cls] = subclass, watched
     if subclass is not None:
         try:
             call.__class__ = subclass
         except TypeError:  # an instance layout that forbids it: callers see CancelledError
-            _SUBCLASSES[cls] = None
+            _SUBCLASSES[cls] = None, True
+            watched = True
+    else:
+        watched = True
+    if watched:
+        _watch_start(call, call)
+
+
+def _watch_start_now(call: Any) -> None:
+    """Installs the start watch of an unwatched call (once)."""
+    call._graceful_grpc_unwatched = False
     _watch_start(call, call)
 
 

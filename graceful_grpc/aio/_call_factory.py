@@ -47,7 +47,7 @@ def _load_direct() -> tuple[dict[type, type] | None, str]:
     }
     direct: dict[type, type] = {}
     for multicallable_class, call_class in pairs.items():
-        subclass = abortable_subclass(call_class)
+        subclass = abortable_subclass(call_class, direct=True)
         if subclass is None:
             return None, f"{call_class.__qualname__} cannot be given the translating subclass"
         direct[multicallable_class] = subclass

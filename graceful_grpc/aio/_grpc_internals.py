@@ -76,6 +76,15 @@ RELIED_ON: tuple[tuple[str, str], ...] = (
     ("grpc.aio._call", "_StreamRequestMixin.cancel"),
     ("grpc.aio._call", "_StreamRequestMixin._write"),
     ("grpc.aio._call", "_StreamRequestMixin.wait_for_connection"),
+    # The thin public stream methods _direct_methods reproduces, and what they call.
+    ("grpc.aio._call", "_StreamRequestMixin.write"),
+    ("grpc.aio._call", "_StreamRequestMixin._raise_for_different_style"),
+    ("grpc.aio._call", "_StreamResponseMixin.read"),
+    ("grpc.aio._call", "_StreamResponseMixin.__aiter__"),
+    ("grpc.aio._call", "_StreamResponseMixin._fetch_stream_responses"),
+    ("grpc.aio._call", "_StreamResponseMixin._update_response_style"),
+    ("grpc.aio._call", "_StreamResponseMixin._read"),
+    ("grpc.aio._call", "Call._raise_for_status"),
     # Where the fallback path finds the task that starts a call (_abortable._START_TASKS, and an
     # interceptor chain's task); on grpc.aio code without them it degrades as documented there.
     ("grpc.aio._call", "_UnaryResponseMixin._init_unary_response_mixin"),
@@ -87,26 +96,29 @@ or reads attributes of."""
 # fmt: off
 VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
     # fingerprint() of RELIED_ON -> the grpcio releases it was seen in. Each fingerprint's source
-    # was read against _call_factory and _abortable, and the suite passed on a release of it.
-    "a516f41cdd153d42": (
-        "1.63.0", "1.63.2", "1.64.0", "1.64.1", "1.64.3", "1.65.1", "1.65.2", "1.65.4",
-        "1.65.5", "1.66.0", "1.66.1", "1.66.2", "1.67.0", "1.67.1", "1.68.0", "1.68.1",
-        "1.69.0", "1.70.0", "1.71.0", "1.71.2", "1.72.1", "1.72.2", "1.73.0", "1.73.1",
-        "1.74.0",
+    # was read against _call_factory, _abortable and _direct_methods, and the suite passed on a
+    # release of it.
+    "7bb98b474e67d048": (
+        "1.63.0", "1.63.2", "1.64.0", "1.64.1", "1.64.3",
     ),
-    "2b90c744bce52c35": (
+    "e47651b00058b170": (
+        "1.65.1", "1.65.2", "1.65.4", "1.65.5", "1.66.0", "1.66.1", "1.66.2", "1.67.0",
+        "1.67.1", "1.68.0", "1.68.1", "1.69.0", "1.70.0", "1.71.0", "1.71.2", "1.72.1",
+        "1.72.2", "1.73.0", "1.73.1", "1.74.0",
+    ),
+    "66221f33875484d3": (
         "1.75.0", "1.75.1",
     ),
-    "f4872353a22dd058": (
+    "75797250e57123b5": (
         "1.76.0", "1.78.0", "1.78.2", "1.80.0", "1.80.1", "1.81.0", "1.81.1", "1.81.2",
     ),
-    "69730d4db12cdc11": (
+    "f8bc4ac0f7179521": (
         "1.82.1", "1.82.2", "1.82.3",
     ),
-    "4ac3438be1cda169": (
+    "b8f6fbf4e46ddf84": (
         "1.83.0", "1.83.1", "1.83.2",
     ),
-    "f6577454222515d1": (
+    "554e0a22b77b7478": (
         "1.84.0", "1.84.1", "1.84.2", "1.85.0", "1.85.1", "1.85.3", "1.85.4",
     ),
 }
@@ -117,22 +129,22 @@ VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
 KNOWN_SOURCES: Mapping[str, str] = {
     # source_digest() -> the fingerprint() of the same files, so that a known install is decided
     # without reading its functions' source. Seen in the grpcio releases named.
-    "0f49553cdcb98cfa": "a516f41cdd153d42",  # 1.63.0, 1.63.2, 1.64.0, 1.64.1, 1.64.3
-    "752d2acae449ec54": "a516f41cdd153d42",  # 1.65.1, 1.65.2, 1.65.4, 1.65.5
-    "93087e999f2f41f4": "a516f41cdd153d42",  # 1.66.0 ... 1.68.1 (all 7)
-    "948c09ea075eb45b": "a516f41cdd153d42",  # 1.69.0 ... 1.74.0 (all 9)
-    "ad2ff370e6cd28c8": "2b90c744bce52c35",  # 1.75.0, 1.75.1
-    "3cb73f0439224e3f": "f4872353a22dd058",  # 1.76.0
-    "b9b50e21a89c1149": "f4872353a22dd058",  # 1.78.0
-    "7731eed44797c3b9": "f4872353a22dd058",  # 1.78.2
-    "4e8336415f4e212c": "f4872353a22dd058",  # 1.80.0, 1.81.0, 1.81.1
-    "1311385a4083c301": "f4872353a22dd058",  # 1.80.1, 1.81.2
-    "ef57654c8af63961": "69730d4db12cdc11",  # 1.82.1, 1.82.2
-    "e9b86381062b5a9d": "69730d4db12cdc11",  # 1.82.3
-    "c44dc3b5cf54c738": "4ac3438be1cda169",  # 1.83.0, 1.83.1
-    "03364574bdaaedd8": "4ac3438be1cda169",  # 1.83.2
-    "9ea7e597c5e04ba4": "f6577454222515d1",  # 1.84.0, 1.84.1, 1.85.0
-    "6ec1edc9481673f8": "f6577454222515d1",  # 1.84.2, 1.85.1, 1.85.3, 1.85.4
+    "0f49553cdcb98cfa": "7bb98b474e67d048",  # 1.63.0, 1.63.2, 1.64.0, 1.64.1, 1.64.3
+    "752d2acae449ec54": "e47651b00058b170",  # 1.65.1, 1.65.2, 1.65.4, 1.65.5
+    "93087e999f2f41f4": "e47651b00058b170",  # 1.66.0 ... 1.68.1 (all 7)
+    "948c09ea075eb45b": "e47651b00058b170",  # 1.69.0 ... 1.74.0 (all 9)
+    "ad2ff370e6cd28c8": "66221f33875484d3",  # 1.75.0, 1.75.1
+    "3cb73f0439224e3f": "75797250e57123b5",  # 1.76.0
+    "b9b50e21a89c1149": "75797250e57123b5",  # 1.78.0
+    "7731eed44797c3b9": "75797250e57123b5",  # 1.78.2
+    "4e8336415f4e212c": "75797250e57123b5",  # 1.80.0, 1.81.0, 1.81.1
+    "1311385a4083c301": "75797250e57123b5",  # 1.80.1, 1.81.2
+    "ef57654c8af63961": "f8bc4ac0f7179521",  # 1.82.1, 1.82.2
+    "e9b86381062b5a9d": "f8bc4ac0f7179521",  # 1.82.3
+    "c44dc3b5cf54c738": "b8f6fbf4e46ddf84",  # 1.83.0, 1.83.1
+    "03364574bdaaedd8": "b8f6fbf4e46ddf84",  # 1.83.2
+    "9ea7e597c5e04ba4": "554e0a22b77b7478",  # 1.84.0, 1.84.1, 1.85.0
+    "6ec1edc9481673f8": "554e0a22b77b7478",  # 1.84.2, 1.85.1, 1.85.3, 1.85.4
 }
 # fmt: on
 """Digests of relied-on grpc.aio files already fingerprinted."""

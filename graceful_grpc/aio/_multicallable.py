@@ -67,14 +67,18 @@ class _Wrapped:
         self._link = handle.connection.current
         self._new_call = call_factory(make_raw(self._link.raw))
 
-    def _start(
+    # The two ways grpc.aio's multicallables take their arguments. Each is the class's __call__
+    # itself (no frame of its own per call); the bodies are the same on purpose.
+
+    def _call_unary(
         self,
         request: Any,
-        timeout: float | None,
-        metadata: MetadataType | None,
-        credentials: grpc.CallCredentials | None,
-        wait_for_ready: bool | None,
-        compression: grpc.Compression | None,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
     ) -> Any:
         handle = self._handle
         connection = handle.connection
@@ -90,6 +94,31 @@ class _Wrapped:
         call = self._new_call(request, timeout, metadata, credentials, wait_for_ready, compression)
         return self._link.track(call, self._site)
 
+    def _call_stream(
+        self,
+        request_iterator: Any | None = None,
+        timeout: float | None = None,
+        metadata: MetadataType | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        handle = self._handle
+        connection = handle.connection
+        if connection.current is not self._link:  # rotated since the last call
+            self._link = connection.current
+            self._new_call = call_factory(self._make_raw(self._link.raw))
+        if handle.closed:
+            connection.admit("call")
+            call = self._new_call(
+                request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+            )
+            return connection.track_admitted(call, self._site)
+        call = self._new_call(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return self._link.track(call, self._site)
+
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
 
@@ -101,19 +130,29 @@ class UnaryUnaryMultiCallable(
 ):
     """grpc.aio's UnaryUnaryMultiCallable, tracked by a graceful channel."""
 
-    def __call__(
-        self,
-        request: RequestT,
-        *,
-        timeout: float | None = None,
-        metadata: MetadataType | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> aio.UnaryUnaryCall[RequestT, ResponseT]:
-        return self._start(  # type: ignore[no-any-return]
-            request, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    if TYPE_CHECKING:  # grpc.aio's signature, for type checkers
+
+        def __call__(
+            self,
+            request: RequestT,
+            *,
+            timeout: float | None = None,
+            metadata: MetadataType | None = None,
+            credentials: grpc.CallCredentials | None = None,
+            wait_for_ready: bool | None = None,
+            compression: grpc.Compression | None = None,
+        ) -> aio.UnaryUnaryCall[RequestT, ResponseT]:
+            return self._call_unary(  # type: ignore[no-any-return]
+                request,
+                timeout=timeout,
+                metadata=metadata,
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+
+    else:
+        __call__ = _Wrapped._call_unary
 
 
 class UnaryStreamMultiCallable(
@@ -123,19 +162,29 @@ class UnaryStreamMultiCallable(
 ):
     """grpc.aio's UnaryStreamMultiCallable, tracked by a graceful channel."""
 
-    def __call__(
-        self,
-        request: RequestT,
-        *,
-        timeout: float | None = None,
-        metadata: MetadataType | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> aio.UnaryStreamCall[RequestT, ResponseT]:
-        return self._start(  # type: ignore[no-any-return]
-            request, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    if TYPE_CHECKING:  # grpc.aio's signature, for type checkers
+
+        def __call__(
+            self,
+            request: RequestT,
+            *,
+            timeout: float | None = None,
+            metadata: MetadataType | None = None,
+            credentials: grpc.CallCredentials | None = None,
+            wait_for_ready: bool | None = None,
+            compression: grpc.Compression | None = None,
+        ) -> aio.UnaryStreamCall[RequestT, ResponseT]:
+            return self._call_unary(  # type: ignore[no-any-return]
+                request,
+                timeout=timeout,
+                metadata=metadata,
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+
+    else:
+        __call__ = _Wrapped._call_unary
 
 
 class StreamUnaryMultiCallable(
@@ -145,18 +194,23 @@ class StreamUnaryMultiCallable(
 ):
     """grpc.aio's StreamUnaryMultiCallable, tracked by a graceful channel."""
 
-    def __call__(
-        self,
-        request_iterator: Any | None = None,
-        timeout: float | None = None,
-        metadata: MetadataType | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> aio.StreamUnaryCall[RequestT, ResponseT]:
-        return self._start(  # type: ignore[no-any-return]
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    if TYPE_CHECKING:  # grpc.aio's signature, for type checkers
+
+        def __call__(
+            self,
+            request_iterator: Any | None = None,
+            timeout: float | None = None,
+            metadata: MetadataType | None = None,
+            credentials: grpc.CallCredentials | None = None,
+            wait_for_ready: bool | None = None,
+            compression: grpc.Compression | None = None,
+        ) -> aio.StreamUnaryCall[RequestT, ResponseT]:
+            return self._call_stream(  # type: ignore[no-any-return]
+                request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+            )
+
+    else:
+        __call__ = _Wrapped._call_stream
 
 
 class StreamStreamMultiCallable(
@@ -166,15 +220,20 @@ class StreamStreamMultiCallable(
 ):
     """grpc.aio's StreamStreamMultiCallable, tracked by a graceful channel."""
 
-    def __call__(
-        self,
-        request_iterator: Any | None = None,
-        timeout: float | None = None,
-        metadata: MetadataType | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> aio.StreamStreamCall[RequestT, ResponseT]:
-        return self._start(  # type: ignore[no-any-return]
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    if TYPE_CHECKING:  # grpc.aio's signature, for type checkers
+
+        def __call__(
+            self,
+            request_iterator: Any | None = None,
+            timeout: float | None = None,
+            metadata: MetadataType | None = None,
+            credentials: grpc.CallCredentials | None = None,
+            wait_for_ready: bool | None = None,
+            compression: grpc.Compression | None = None,
+        ) -> aio.StreamStreamCall[RequestT, ResponseT]:
+            return self._call_stream(  # type: ignore[no-any-return]
+                request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+            )
+
+    else:
+        __call__ = _Wrapped._call_stream
