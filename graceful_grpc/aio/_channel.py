@@ -75,14 +75,18 @@ class GracefulChannel(aio.Channel):
             factory: Builds the grpc channel a rotation moves to (``rotate()`` without
                 ``new_channel``, and ``max_age``). It should not share its connection with
                 ``channel`` (grpc shares one TCP connection between channels made with the same
-                target and options): e.g. pass ``("grpc.use_local_subchannel_pool", 1)``.
+                target and options): e.g. pass ``("grpc.use_local_subchannel_pool", 1)``. Each
+                call must return a new grpc.aio channel: a rotation refuses anything else
+                (``TypeError``, or ``ValueError`` for a channel already in use) and stays on
+                its connection; under ``max_age`` the refusal is logged.
             max_age: Rotate every ``max_age * (1 +- max_age_jitter)`` seconds while OPEN (needs a
                 factory); None never rotates by age.
             max_age_jitter: The relative spread of ``max_age``, in [0, 1).
 
         Raises:
             TypeError: ``channel`` is not a grpc.aio channel, or is already a GracefulChannel
-                (share() it instead: wrapping would drain twice, one drain inside the other).
+                (share() it instead: wrapping would drain twice, one drain inside the other);
+                ``factory`` is not callable.
             ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``;
                 a malformed method name in ``cancel_on_drain``; ``max_age`` not positive and
                 finite; ``max_age_jitter`` outside [0, 1).
@@ -94,15 +98,14 @@ class GracefulChannel(aio.Channel):
             raise TypeError(
                 "channel is already a GracefulChannel; use its share() for another handle"
             )
-        if not isinstance(channel, aio.Channel):
-            raise TypeError(f"channel must be a grpc.aio.Channel, got {type(channel).__name__}")
+        _check_grpc_channel(channel, "channel")
         self._handle = Handle(
             Connection(
                 channel,
                 drain_timeout=drain_timeout,
                 admit_during_drain=admit_during_drain,
                 cancel_on_drain=interrupt,
-                factory=factory,
+                factory=None if factory is None else _checked_factory(factory),
                 max_age=max_age,
                 max_age_jitter=max_age_jitter,
             )
@@ -277,9 +280,14 @@ class GracefulChannel(aio.Channel):
         Raises:
             ChannelClosedError: the channel is DRAINING or CLOSED, or this handle is closed
                 (other handles may still rotate); ``new_channel`` is not taken.
-            TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel`` is
-                not a grpc.aio channel, or is a GracefulChannel.
-            ValueError: ``grace`` negative, NaN or infinite.
+            TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel``
+                (or what the factory returned) is not a grpc.aio channel, or is a
+                GracefulChannel.
+            ValueError: ``grace`` negative, NaN or infinite; ``new_channel`` (or what the
+                factory returned) is the grpc channel in use, or one an old connection still
+                drains on.
+
+        A refused rotation changes nothing: the channel stays on its connection.
         """
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
         connection = self._handle.connection
@@ -288,10 +296,8 @@ class GracefulChannel(aio.Channel):
             raise ChannelClosedError("cannot rotate through a closed graceful_grpc channel handle")
         if new_channel is None:
             new_channel = connection.new_raw()
-        elif isinstance(new_channel, GracefulChannel) or not isinstance(new_channel, aio.Channel):
-            raise TypeError(
-                f"new_channel must be a grpc.aio.Channel, got {type(new_channel).__name__}"
-            )
+        else:
+            _check_grpc_channel(new_channel, "new_channel")
         return await asyncio.shield(connection.rotate(new_channel, seconds))
 
     async def close(self, grace: float | None = None) -> DrainReport:
@@ -557,6 +563,24 @@ def _check_options(drain_timeout: float, admit_during_drain: str) -> float:
             f"admit_during_drain must be one of {ADMIT_POLICIES}, got {admit_during_drain!r}"
         )
     return check_seconds(drain_timeout, "drain_timeout")
+
+
+def _check_grpc_channel(value: object, what: str) -> None:
+    if isinstance(value, GracefulChannel) or not isinstance(value, aio.Channel):
+        raise TypeError(f"{what} must be a grpc.aio.Channel, got {type(value).__name__}")
+
+
+def _checked_factory(factory: Callable[[], aio.Channel]) -> Callable[[], aio.Channel]:
+    """``factory``, its result checked: a rotation onto anything else would break the channel."""
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {factory!r}")
+
+    def build() -> aio.Channel:
+        raw = factory()
+        _check_grpc_channel(raw, "the factory's result")
+        return raw
+
+    return build
 
 
 def _check_age(max_age: float | None, jitter: float, factory: object) -> float | None:

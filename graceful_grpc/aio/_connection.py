@@ -287,8 +287,14 @@ class Connection:
 
         Raises:
             ChannelClosedError: the connection is DRAINING or CLOSED.
+            ValueError: ``raw`` is the current grpc channel or an old one still draining.
         """
         self.check_rotatable()
+        if any(raw is link.raw for link in (self.current, *self._retiring)):
+            raise ValueError(
+                "cannot rotate onto a grpc channel this graceful channel already uses: "
+                "a rotation needs a new one"
+            )
         loop = asyncio.get_running_loop()
         old = self.current
         self.current = Link(raw, self.in_flight)
