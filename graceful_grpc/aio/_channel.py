@@ -543,14 +543,14 @@ def _new(
 ) -> GracefulChannel:
     # Every option is checked before the grpc channel exists: a bad one leaks nothing.
     _check_options(drain_timeout, admit_during_drain)
-    compile_method_filter(cancel_on_drain, "cancel_on_drain")
+    interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")  # once: maybe one-shot
     factory = functools.partial(build, True)
     _check_age(max_age, max_age_jitter, factory)
     return wrap(
         build(False),
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
+        cancel_on_drain=interrupt,
         factory=factory,
         max_age=max_age,
         max_age_jitter=max_age_jitter,
