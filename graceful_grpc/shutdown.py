@@ -176,7 +176,8 @@ class ShutdownSequence:
     def add_step_listener(self, listener: Callable[[StepResult], object]) -> None:
         """Calls ``listener(result)`` as each step finishes, in order.
 
-        An exception from a listener is logged on logger ``graceful_grpc`` and never stops the
+        An exception from a listener (any short of KeyboardInterrupt and SystemExit,
+        CancelledError included) is logged on logger ``graceful_grpc`` and never stops the
         sequence.
 
         Raises:

@@ -173,7 +173,8 @@ class GracefulChannel(aio.Channel):
 
         Listeners belong to the connection, so every handle shares them. They run on the event
         loop right after the drain, before ``close()`` (or ``rotate()``) returns; an exception from
-        one is logged on logger ``graceful_grpc`` and never raised. Keep them quick.
+        one (any short of KeyboardInterrupt and SystemExit, CancelledError included) is logged on
+        logger ``graceful_grpc`` and never raised. Keep them quick.
 
         Raises:
             TypeError: ``listener`` is not callable.
@@ -191,7 +192,7 @@ class GracefulChannel(aio.Channel):
     def add_rotation_listener(self, listener: Callable[[int], object]) -> None:
         """Calls ``listener(rotations)`` at each rotation (``rotate()`` or ``max_age``), as new
         calls move to the new connection; ``rotations`` counts them so far. Shared by every
-        handle; exceptions are logged, never raised.
+        handle; exceptions are logged, never raised (as drain listeners').
 
         Raises:
             TypeError: ``listener`` is not callable.
