@@ -216,3 +216,13 @@ async def test_a_one_shot_iterable_of_methods_is_read_once(
     assert [info.method for info in report.interrupted] == methods and report.drained
     await asyncio.wait({reader}, timeout=5)
     assert outcome(reader) == "ChannelClosedError"
+
+
+@pytest.mark.parametrize("not_a_call", [42, None, "call", object()])
+async def test_marking_something_that_is_not_a_call_raises_type_error(
+    echo_server: EchoServer, not_a_call: object
+) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    with pytest.raises(TypeError, match=r"takes a grpc\.aio call"):
+        channel.cancel_on_drain(not_a_call)
+    await channel.close()

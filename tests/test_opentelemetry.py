@@ -444,6 +444,15 @@ async def test_bad_arguments_are_refused(echo_server: EchoServer, provider: Mete
     for value in (None, b"x", {"a": 1}, [1, "a"]):
         with pytest.raises(TypeError, match="attribute 'k'"):
             gotel.instrument(channel, meter_provider=provider, attributes={"k": value})  # type: ignore[dict-item]
+    for attributes in ("k=v", [("k", "v")], 42):
+        with pytest.raises(TypeError, match="attributes must be a mapping"):
+            gotel.instrument(channel, meter_provider=provider, attributes=attributes)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="attributes must be a mapping"):
+            gotel.instrument_shutdown(
+                ShutdownSequence(timeout=1),
+                meter_provider=provider,
+                attributes=attributes,  # type: ignore[arg-type]
+            )
     # None of the refused calls left an instrumentation behind.
     gotel.instrument(channel, meter_provider=provider, attributes={"k": [1, 2]}).uninstrument()
     await channel.close()

@@ -215,6 +215,7 @@ class GracefulChannel(aio.Channel):
         drain starts (at once if it has): its callers get ``ChannelClosedError``.
 
         Raises:
+            TypeError: ``call`` is not a grpc.aio call.
             ValueError: ``call`` was not started on this channel's connection.
         """
         self._handle.connection.mark_cancel_on_drain(call)

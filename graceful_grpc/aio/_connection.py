@@ -225,9 +225,12 @@ class Connection:
         """Marks a call already started as cancel-on-drain; interrupted now if its link drains.
 
         Raises:
+            TypeError: ``call`` is not a grpc.aio call.
             ValueError: ``call`` was not started on this connection (a call that has ended
                 already is accepted: there is nothing left to interrupt).
         """
+        if not isinstance(call, aio.Call):
+            raise TypeError(f"cancel_on_drain() takes a grpc.aio call, got {call!r}")
         for link in (self.current, *self._retiring):
             live = link.find(call)
             if live is None:
