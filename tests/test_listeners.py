@@ -43,7 +43,12 @@ async def test_a_raising_rotation_listener_leaves_rotate_and_max_age_working(
     report = await asyncio.wait_for(channel.rotate(), timeout=5)
     assert report.closed and report.drained
     aged = asyncio.Event()
-    channel.add_rotation_listener(lambda rotations: rotations >= 3 and aged.set())
+
+    def count(rotations: int) -> None:
+        if rotations >= 3:
+            aged.set()
+
+    channel.add_rotation_listener(count)
     await asyncio.wait_for(aged.wait(), timeout=5)  # max_age rotates on after the raising ones
     assert await call_once(channel, "unary_unary") == ["m"]
     assert (await asyncio.wait_for(channel.close(), timeout=5)).closed

@@ -53,7 +53,8 @@ async def test_a_factory_result_that_is_not_a_grpc_channel_is_refused(
 ) -> None:
     # A GracefulChannel is no connection to rotate onto: share() it instead.
     result = {"None": None, "42": 42}.get(bad) or aio.insecure_channel(echo_server.target)
-    channel = aio.wrap(grpc.aio.insecure_channel(echo_server.target), factory=lambda: result)
+    factory: Any = lambda: result  # noqa: E731 - what a mistaken user passes
+    channel = aio.wrap(grpc.aio.insecure_channel(echo_server.target), factory=factory)
     with pytest.raises(TypeError, match="factory"):
         await channel.rotate()
     assert channel.rotations == 0 and channel.connections == 1
@@ -70,7 +71,7 @@ async def test_a_failing_max_age_factory_keeps_the_connection_and_logs(
     failed = logged("max_age rotation failed")
     channel = aio.wrap(
         grpc.aio.insecure_channel(echo_server.target),
-        factory=lambda: None,
+        factory=lambda: None,  # type: ignore[arg-type,return-value]
         max_age=0.01,
         max_age_jitter=0,
     )
