@@ -4,7 +4,9 @@ channel, and the grpc channel the graceful channel already uses (or still drains
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from typing import Any
 
 import grpc
@@ -130,3 +132,22 @@ async def test_a_factory_handing_back_the_grpc_channel_in_use_is_refused(
     assert aged.rotations == 0
     assert await call_once(aged, "unary_unary") == ["m"]
     await aged.close()
+
+
+async def test_a_max_age_channel_dropped_without_close_is_collected(
+    echo_server: EchoServer,
+) -> None:
+    built: list[weakref.ref[grpc.aio.Channel]] = []
+
+    def factory() -> grpc.aio.Channel:
+        raw = grpc.aio.insecure_channel(echo_server.target)
+        built.append(weakref.ref(raw))
+        return raw
+
+    channel = aio.wrap(factory(), factory=factory, max_age=0.01, max_age_jitter=0)
+    retired = asyncio.Event()
+    channel.add_drain_listener(lambda report: retired.set())
+    await asyncio.wait_for(retired.wait(), timeout=5)  # it rotated, and the old one closed
+    del channel
+    gc.collect()
+    assert [ref() for ref in built] == [None] * len(built), "the age timer keeps it alive"

@@ -80,7 +80,8 @@ class GracefulChannel(aio.Channel):
                 (``TypeError``, or ``ValueError`` for a channel already in use) and stays on
                 its connection; under ``max_age`` the refusal is logged.
             max_age: Rotate every ``max_age * (1 +- max_age_jitter)`` seconds while OPEN (needs a
-                factory); None never rotates by age.
+                factory); None never rotates by age. The timer does not keep the channel alive:
+                one dropped without ``close()`` is collected and stops rotating.
             max_age_jitter: The relative spread of ``max_age``, in [0, 1).
 
         Raises:

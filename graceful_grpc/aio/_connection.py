@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -356,9 +357,14 @@ class Connection:
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._max_age is not None
         jitter = self._random.uniform(-self._max_age_jitter, self._max_age_jitter)
-        self._age_timer = loop.call_later(self._max_age * (1 + jitter), self._age_rotation_due)
+        # The timer holds the connection weakly: a channel dropped without close() is collected
+        # (as grpc.aio's own), and its timer then does nothing.
+        self._age_timer = loop.call_later(
+            self._max_age * (1 + jitter), _age_rotation_due, weakref.ref(self)
+        )
 
-    def _age_rotation_due(self) -> None:
+    def age_rotation_due(self) -> None:
+        """The ``max_age`` timer fired: rotate (if OPEN) and schedule the next one."""
         self._age_timer = None
         if self.state is not ChannelState.OPEN:
             return
@@ -509,6 +515,12 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
         if not isinstance(loop, asyncio.AbstractEventLoop):
             raise RuntimeError("max_age needs an event loop: create the channel in one") from None
         return loop
+
+
+def _age_rotation_due(connection: weakref.ref[Connection]) -> None:
+    alive = connection()
+    if alive is not None:
+        alive.age_rotation_due()
 
 
 def _retrieve(task: asyncio.Task[DrainReport]) -> None:
