@@ -172,6 +172,11 @@ class GracefulChannel(aio.Channel):
         """Calls ``listener(report)`` once each time a drain finishes: the channel's own drain
         (``close()``), and the drain of each old connection after a rotation.
 
+        Each grpc connection's drain is reported once, so that every call is counted once:
+        when old connections are still draining as ``close()`` runs, the close's listeners get
+        the report of the connection current at the close (the old connections' calls are in
+        their rotations' reports), while ``close()`` returns the report covering them all.
+
         Listeners belong to the connection, so every handle shares them. They run on the event
         loop right after the drain, before ``close()`` (or ``rotate()``) returns; an exception from
         one (any short of KeyboardInterrupt and SystemExit, CancelledError included) is logged on

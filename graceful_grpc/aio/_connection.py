@@ -398,9 +398,11 @@ class Connection:
                 grace,
             )
             links = (self.current, *self._retiring)
-            counted = {link: (len(link.cancelled), len(link.interrupted)) for link in links}
+            counted = {
+                link: (len(link), len(link.cancelled), len(link.interrupted)) for link in links
+            }
             self._drain = loop.create_task(
-                self._run_drain(_monotonic(), self.in_flight.value, counted),
+                self._run_drain(_monotonic(), self.current, counted),
                 name="graceful_grpc drain",
             )
             if self._draining is not None:
@@ -435,7 +437,7 @@ class Connection:
         return self._drain
 
     async def _run_drain(
-        self, started: float, at_start: int, counted: dict[Link, tuple[int, int]]
+        self, started: float, current: Link, counted: dict[Link, tuple[int, int, int]]
     ) -> DrainReport:
         abandoned = 0
         try:
@@ -454,21 +456,27 @@ class Connection:
             retiring = [r.task for r in self._retiring.values() if r.task is not None]
             await asyncio.shield(self.current.raw.close(None))
             await asyncio.shield(asyncio.gather(*retiring, return_exceptions=True))
-        cancelled = tuple(info for link, (c, _) in counted.items() for info in link.cancelled[c:])
-        interrupted = tuple(
-            info for link, (_, i) in counted.items() for info in link.interrupted[i:]
-        )
-        report = DrainReport(
-            closed=True,
-            drained=not cancelled and not abandoned,
-            waited=_monotonic() - started,
-            completed=at_start + self._started_while_draining - len(cancelled) - len(interrupted),
-            cancelled=cancelled,
-            abandoned_holds=abandoned,
-            interrupted=interrupted,
-        )
+        waited = _monotonic() - started
+
+        def report_of(links: list[Link], started_while_draining: int) -> DrainReport:
+            cancelled = tuple(i for link in links for i in link.cancelled[counted[link][1] :])
+            interrupted = tuple(i for link in links for i in link.interrupted[counted[link][2] :])
+            at_start = sum(counted[link][0] for link in links) + started_while_draining
+            return DrainReport(
+                closed=True,
+                drained=not cancelled and not abandoned,
+                waited=waited,
+                completed=at_start - len(cancelled) - len(interrupted),
+                cancelled=cancelled,
+                abandoned_holds=abandoned,
+                interrupted=interrupted,
+            )
+
+        report = report_of(list(counted), self._started_while_draining)
         logger.info("graceful_grpc: drain finished: %s", report.summary())
-        self.drain_listeners.notify(report)
+        # Listeners hear of each grpc connection's drain once: old ones at their rotation's end.
+        own = report if len(counted) == 1 else report_of([current], self._started_while_draining)
+        self.drain_listeners.notify(own)
         return report
 
     def _close_if_idle(self) -> bool:
