@@ -350,9 +350,10 @@ async def test_a_call_on_an_old_connection_at_close_is_counted_once(
     # ...but the metrics count each call once.
     calls = collect(reader).points["graceful_grpc.client.drain.calls"]
     counted = {attrs["graceful_grpc.drain.result"]: point.value for attrs, point in calls}
-    assert counted == {"completed": 1 if ending == "completed" else 0, **(
-        {"cancelled": 1} if ending == "cancelled" else {}
-    )}
+    assert counted == {
+        "completed": 1 if ending == "completed" else 0,
+        **({"cancelled": 1} if ending == "cancelled" else {}),
+    }
 
 
 async def test_instrument_shutdown_records_each_step(
