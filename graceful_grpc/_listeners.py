@@ -14,7 +14,13 @@ T = TypeVar("T")
 
 
 class Listeners(Generic[T]):
-    """Callables told of each event of one kind; their exceptions are logged, never raised."""
+    """Callables told of each event of one kind; their exceptions are logged, never raised.
+
+    Any exception short of ``KeyboardInterrupt`` and ``SystemExit``: a listener is a plain
+    function, so a ``CancelledError`` (or ``GeneratorExit``) it raises is its own bug, not a
+    cancellation of the drain, rotation or shutdown that told it; letting it through would
+    cancel that instead.
+    """
 
     __slots__ = ("_kind", "_listeners")
 
@@ -41,5 +47,7 @@ class Listeners(Generic[T]):
         for listener in tuple(self._listeners):
             try:
                 listener(event)
-            except Exception:
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:
                 logger.exception("graceful_grpc: %s listener %r failed", self._kind, listener)

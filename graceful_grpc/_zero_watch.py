@@ -15,9 +15,10 @@ class ZeroWatch:
     """Wakes its waiters when every watched counter is at zero.
 
     The watch is the only user of its counters' ``on_zero``: it is set only while someone waits, so
-    the hot path pays nothing when nobody does. ``on_zero`` may fire on another thread (a hold
-    released there); waking then goes through each waiter's loop thread-safely. A change that does
-    not come through ``decr()`` reaching zero is announced with ``notify()``.
+    the hot path pays nothing when nobody does. Waiters may wait on several event loops at once,
+    and ``on_zero`` may fire on another thread (a hold released there); waking then goes through
+    each waiter's loop thread-safely. A change that does not come through ``decr()`` reaching zero
+    is announced with ``notify()``.
     """
 
     __slots__ = ("_counters", "_waiters")
@@ -36,17 +37,29 @@ class ZeroWatch:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
-        if len(self._waiters) == 1:
-            for counter in self._counters:
-                counter.on_zero = self.notify
+        self._subscribe()
         try:
             if not self.idle():  # a counter may have reached zero while we subscribed
                 await waiter
         finally:
             self._waiters.discard(waiter)
             if not self._waiters:
-                for counter in self._counters:
-                    counter.on_zero = None
+                self._unsubscribe()
+
+    # Waiters may be on several loops (threads), so subscribing and unsubscribing interleave
+    # without a lock: every subscriber sets ``on_zero`` (idempotent), and the last one to leave
+    # re-checks after clearing it, so that a waiter who subscribed meanwhile is not left without.
+
+    def _subscribe(self) -> None:
+        for counter in self._counters:
+            counter.on_zero = self.notify
+
+    def _unsubscribe(self) -> None:
+        for counter in self._counters:
+            counter.on_zero = None
+        if self._waiters:  # another thread's waiter subscribed as we cleared
+            self._subscribe()
+            self.notify()  # a counter may have reached zero while it was cleared
 
     async def wait_for(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - public API shape
         """``wait()`` for at most ``timeout`` seconds (None: no limit); False if it timed out.

@@ -176,7 +176,8 @@ class ShutdownSequence:
     def add_step_listener(self, listener: Callable[[StepResult], object]) -> None:
         """Calls ``listener(result)`` as each step finishes, in order.
 
-        An exception from a listener is logged on logger ``graceful_grpc`` and never stops the
+        An exception from a listener (any short of KeyboardInterrupt and SystemExit,
+        CancelledError included) is logged on logger ``graceful_grpc`` and never stops the
         sequence.
 
         Raises:
@@ -195,12 +196,32 @@ class ShutdownSequence:
     def install_signal_handlers(
         self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)
     ) -> None:
-        """On the running loop: the first signal starts the sequence, the next one forces it."""
+        """On the running loop: the first signal starts the sequence, the next one forces it.
+
+        Every signal is checked before any handler is installed.
+
+        Raises:
+            TypeError: ``signals`` is not an iterable of ints, or holds a bool.
+            ValueError: a number that is no signal, or one that cannot be caught (SIGKILL,
+                SIGSTOP).
+        """
+        checked = _check_signals(signals)
         loop = self._bind_loop()
-        for signum in signals:
-            self._previous_handlers.setdefault(signum, signal.getsignal(signum))
-            loop.add_signal_handler(signum, self._on_signal, signum)
-            self._signals.append(signum)
+        installed: list[int] = []
+        try:
+            for signum in checked:
+                previous = signal.getsignal(signum)
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                self._previous_handlers.setdefault(signum, previous)
+                installed.append(signum)
+        except BaseException:  # e.g. not the main thread: leave nothing half installed
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+                previous = self._previous_handlers.pop(signum, None)
+                if previous is not None:
+                    signal.signal(signum, previous)
+            raise
+        self._signals += installed
 
     def remove_signal_handlers(self) -> None:
         """Removes the handlers and restores the Python-level handlers the signals had before
@@ -365,6 +386,20 @@ class ShutdownSequence:
             return task.result()
         finally:
             forced.cancel()
+
+
+def _check_signals(signals: Iterable[int]) -> list[int]:
+    if isinstance(signals, int | str | bytes) or not isinstance(signals, Iterable):
+        raise TypeError(f"signals must be an iterable of signal numbers, got {signals!r}")
+    catchable = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    checked = []
+    for signum in signals:
+        if isinstance(signum, bool) or not isinstance(signum, int):
+            raise TypeError(f"signals must be signal numbers, got {signum!r}")
+        if signum not in catchable:
+            raise ValueError(f"{signum!r} is not a signal that can be caught")
+        checked.append(int(signum))
+    return checked
 
 
 class _Abandoned(Exception):

@@ -14,7 +14,7 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, METHOD, finish, start
+from .calls import KINDS, METHOD, finish, outcome, start
 from .silent_peer import SilentPeer
 from .test_drain_core import every_method_waiting
 
@@ -200,3 +200,29 @@ async def test_names_and_predicates_combine(echo_server: EchoServer) -> None:
     for kind in ("unary_unary", "stream_unary"):
         with pytest.raises(DrainTimeoutError):
             await finish(calls[kind], kind)
+
+
+@pytest.mark.parametrize("one_shot", ["iterator", "generator"])
+async def test_a_one_shot_iterable_of_methods_is_read_once(
+    echo_server: EchoServer, one_shot: str
+) -> None:
+    methods = [METHOD["unary_stream"]]
+    spec = iter(methods) if one_shot == "iterator" else (method for method in methods)
+    channel = aio.insecure_channel(echo_server.target, cancel_on_drain=spec)  # type: ignore[arg-type]
+    watch = start(channel, "unary_stream", gate="never")
+    reader = asyncio.create_task(finish(watch, "unary_stream"))
+    await echo_server.wait_arrivals("never")
+    report = await asyncio.wait_for(channel.close(grace=30), timeout=5)
+    assert [info.method for info in report.interrupted] == methods and report.drained
+    await asyncio.wait({reader}, timeout=5)
+    assert outcome(reader) == "ChannelClosedError"
+
+
+@pytest.mark.parametrize("not_a_call", [42, None, "call", object()])
+async def test_marking_something_that_is_not_a_call_raises_type_error(
+    echo_server: EchoServer, not_a_call: object
+) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    with pytest.raises(TypeError, match=r"takes a grpc\.aio call"):
+        channel.cancel_on_drain(not_a_call)
+    await channel.close()

@@ -124,6 +124,8 @@ class Drain:
     ended_at: float | None = None
     report: DrainReport | None = None
     admitted: list[ModelCall] = field(default_factory=list)
+    generation: int = 0  # the connection current as it started
+    heard: DrainReport | None = None  # what the drain listener got for it
 
 
 @dataclass(eq=False)
@@ -354,7 +356,17 @@ class ChannelModel(RuleBasedStateMachine):
             assert self.drain_deadline_passed(drain), "holds abandoned before the deadline"
         abandoned = [hold for hold in self.holds if not hold.released_by_model]
         assert report.abandoned_holds == len(abandoned), report
-        assert any(seen is report for seen in self.drain_reports), "drain listener not called"
+        # The listener hears the drain of the connection current at the close (the old ones'
+        # calls are in their rotations' reports): the last report, once every one has closed.
+        assert self.drain_reports, "drain listener not called"
+        drain.heard = heard = self.drain_reports[-1]
+        current = [call for call in drain.in_flight if call.generation == drain.generation]
+        if heard is report:  # no old connection was draining
+            assert len(current) == len(drain.in_flight), (heard, drain.in_flight)
+        else:
+            own = current + drain.admitted
+            self.tally(own, drain.started).check(heard, len(own))
+            assert heard.abandoned_holds == report.abandoned_holds, (heard, report)
 
     def drain_deadline_passed(self, drain: Drain) -> bool:
         return drain.ended_at is not None and drain.ended_at >= drain.earliest_deadline
@@ -431,7 +443,7 @@ class ChannelModel(RuleBasedStateMachine):
         await self.settle_rotations()
         assert all(rotation.checked for rotation in self.rotation_log if rotation.task)
         assert self.drain is not None
-        known = [self.drain.report, *(rotation.report for rotation in self.rotation_log)]
+        known = [self.drain.heard, *(rotation.report for rotation in self.rotation_log)]
         by_age = [r for r in self.drain_reports if not any(r is k for k in known)]
         aged = [rotation for rotation in self.rotation_log if rotation.task is None]
         assert len(by_age) == len(aged), (by_age, aged)
@@ -721,6 +733,7 @@ class ChannelModel(RuleBasedStateMachine):
                 self.drain = Drain(
                     in_flight, next(self.events), self.loop.time(), earliest, earliest + 0.01, task
                 )
+                self.drain.generation = self.channel.rotations
                 for call in in_flight:  # the drain interrupts them as it starts
                     if call.cancel_on_drain:
                         self.interrupt(call)

@@ -335,6 +335,32 @@ async def test_rotations_are_counted(
     await channel.close()
 
 
+@pytest.mark.parametrize("ending", ["completed", "cancelled"])
+async def test_a_call_on_an_old_connection_at_close_is_counted_once(
+    echo_server: EchoServer, provider: MeterProvider, reader: InMemoryMetricReader, ending: str
+) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    gotel.instrument(channel, meter_provider=provider)
+    call = start(channel, "unary_unary", gate="old")
+    await echo_server.wait_arrivals("old")
+    rotating = asyncio.create_task(channel.rotate(grace=30))
+    await asyncio.sleep(0)  # the call now drains on the old connection
+    closing = await begin_close(channel, grace=30 if ending == "completed" else 0)
+    if ending == "completed":
+        echo_server.open_gate("old")
+        await call
+    report, old_report = await asyncio.wait_for(asyncio.gather(closing, rotating), timeout=5)
+    # The close's report covers the old connection too (and so does the rotation's)...
+    assert getattr(report, ending) and getattr(old_report, ending)
+    # ...but the metrics count each call once.
+    calls = collect(reader).points["graceful_grpc.client.drain.calls"]
+    counted = {attrs["graceful_grpc.drain.result"]: point.value for attrs, point in calls}
+    assert counted == {
+        "completed": 1 if ending == "completed" else 0,
+        **({"cancelled": 1} if ending == "cancelled" else {}),
+    }
+
+
 async def test_instrument_shutdown_records_each_step(
     echo_server: EchoServer, provider: MeterProvider, reader: InMemoryMetricReader
 ) -> None:
@@ -449,6 +475,15 @@ async def test_bad_arguments_are_refused(echo_server: EchoServer, provider: Mete
     for value in (None, b"x", {"a": 1}, [1, "a"]):
         with pytest.raises(TypeError, match="attribute 'k'"):
             gotel.instrument(channel, meter_provider=provider, attributes={"k": value})  # type: ignore[dict-item]
+    for attributes in ("k=v", [("k", "v")], 42):
+        with pytest.raises(TypeError, match="attributes must be a mapping"):
+            gotel.instrument(channel, meter_provider=provider, attributes=attributes)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="attributes must be a mapping"):
+            gotel.instrument_shutdown(
+                ShutdownSequence(timeout=1),
+                meter_provider=provider,
+                attributes=attributes,  # type: ignore[arg-type]
+            )
     # None of the refused calls left an instrumentation behind.
     gotel.instrument(channel, meter_provider=provider, attributes={"k": [1, 2]}).uninstrument()
     await channel.close()

@@ -287,3 +287,30 @@ def test_remove_signal_handlers_restores_the_previous_handler() -> None:
         assert signal.getsignal(signal.SIGUSR1) is previous
     finally:
         signal.signal(signal.SIGUSR1, old)
+
+
+@pytest.mark.parametrize(
+    ("signals", "error"),
+    [
+        ([signal.SIGUSR1, 10**13], ValueError),  # too large for a C int (was OverflowError)
+        ([signal.SIGUSR1, 0], ValueError),
+        ([signal.SIGUSR1, signal.SIGKILL], ValueError),  # cannot be caught
+        ([signal.SIGUSR1, True], TypeError),  # a bool is no signal (True would be SIGHUP)
+        ([signal.SIGUSR1, "SIGTERM"], TypeError),
+        (signal.SIGUSR1, TypeError),  # one signal, not an iterable of them
+    ],
+)
+def test_bad_signals_are_refused_before_any_is_installed(
+    signals: object, error: type[Exception]
+) -> None:
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGUSR1, signal.SIGHUP)}
+
+    async def main() -> None:
+        seq = ShutdownSequence(timeout=1)
+        with pytest.raises(error):
+            seq.install_signal_handlers(signals)  # type: ignore[arg-type]
+        assert {signum: signal.getsignal(signum) for signum in before} == before
+        seq.remove_signal_handlers()
+
+    asyncio.run(main())
+    assert {signum: signal.getsignal(signum) for signum in before} == before

@@ -203,6 +203,10 @@ async def test_rotate_refuses_bad_settings_and_a_closed_client(
     await graceful.close(grace=5)
     with pytest.raises(ChannelClosedError):
         await graceful.rotate()
+    config = graceful.config
+    with pytest.raises(ChannelClosedError):  # refused before the settings change
+        await graceful.rotate(target="127.0.0.1:1", tls=not config.tls)
+    assert graceful.config is config and config.target_host == temporal_server.target
 
 
 async def test_a_loop_first_used_after_a_rotation_gets_the_new_settings(

@@ -75,14 +75,19 @@ class GracefulChannel(aio.Channel):
             factory: Builds the grpc channel a rotation moves to (``rotate()`` without
                 ``new_channel``, and ``max_age``). It should not share its connection with
                 ``channel`` (grpc shares one TCP connection between channels made with the same
-                target and options): e.g. pass ``("grpc.use_local_subchannel_pool", 1)``.
+                target and options): e.g. pass ``("grpc.use_local_subchannel_pool", 1)``. Each
+                call must return a new grpc.aio channel: a rotation refuses anything else
+                (``TypeError``, or ``ValueError`` for a channel already in use) and stays on
+                its connection; under ``max_age`` the refusal is logged.
             max_age: Rotate every ``max_age * (1 +- max_age_jitter)`` seconds while OPEN (needs a
-                factory); None never rotates by age.
+                factory); None never rotates by age. The timer does not keep the channel alive:
+                one dropped without ``close()`` is collected and stops rotating.
             max_age_jitter: The relative spread of ``max_age``, in [0, 1).
 
         Raises:
             TypeError: ``channel`` is not a grpc.aio channel, or is already a GracefulChannel
-                (share() it instead: wrapping would drain twice, one drain inside the other).
+                (share() it instead: wrapping would drain twice, one drain inside the other);
+                ``factory`` is not callable.
             ValueError: ``drain_timeout`` negative, NaN or infinite; unknown ``admit_during_drain``;
                 a malformed method name in ``cancel_on_drain``; ``max_age`` not positive and
                 finite; ``max_age_jitter`` outside [0, 1).
@@ -94,15 +99,14 @@ class GracefulChannel(aio.Channel):
             raise TypeError(
                 "channel is already a GracefulChannel; use its share() for another handle"
             )
-        if not isinstance(channel, aio.Channel):
-            raise TypeError(f"channel must be a grpc.aio.Channel, got {type(channel).__name__}")
+        _check_grpc_channel(channel, "channel")
         self._handle = Handle(
             Connection(
                 channel,
                 drain_timeout=drain_timeout,
                 admit_during_drain=admit_during_drain,
                 cancel_on_drain=interrupt,
-                factory=factory,
+                factory=None if factory is None else _checked_factory(factory),
                 max_age=max_age,
                 max_age_jitter=max_age_jitter,
             )
@@ -168,9 +172,15 @@ class GracefulChannel(aio.Channel):
         """Calls ``listener(report)`` once each time a drain finishes: the channel's own drain
         (``close()``), and the drain of each old connection after a rotation.
 
+        Each grpc connection's drain is reported once, so that every call is counted once:
+        when old connections are still draining as ``close()`` runs, the close's listeners get
+        the report of the connection current at the close (the old connections' calls are in
+        their rotations' reports), while ``close()`` returns the report covering them all.
+
         Listeners belong to the connection, so every handle shares them. They run on the event
         loop right after the drain, before ``close()`` (or ``rotate()``) returns; an exception from
-        one is logged on logger ``graceful_grpc`` and never raised. Keep them quick.
+        one (any short of KeyboardInterrupt and SystemExit, CancelledError included) is logged on
+        logger ``graceful_grpc`` and never raised. Keep them quick.
 
         Raises:
             TypeError: ``listener`` is not callable.
@@ -188,7 +198,7 @@ class GracefulChannel(aio.Channel):
     def add_rotation_listener(self, listener: Callable[[int], object]) -> None:
         """Calls ``listener(rotations)`` at each rotation (``rotate()`` or ``max_age``), as new
         calls move to the new connection; ``rotations`` counts them so far. Shared by every
-        handle; exceptions are logged, never raised.
+        handle; exceptions are logged, never raised (as drain listeners').
 
         Raises:
             TypeError: ``listener`` is not callable.
@@ -211,6 +221,7 @@ class GracefulChannel(aio.Channel):
         drain starts (at once if it has): its callers get ``ChannelClosedError``.
 
         Raises:
+            TypeError: ``call`` is not a grpc.aio call.
             ValueError: ``call`` was not started on this channel's connection.
         """
         self._handle.connection.mark_cancel_on_drain(call)
@@ -277,9 +288,14 @@ class GracefulChannel(aio.Channel):
         Raises:
             ChannelClosedError: the channel is DRAINING or CLOSED, or this handle is closed
                 (other handles may still rotate); ``new_channel`` is not taken.
-            TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel`` is
-                not a grpc.aio channel, or is a GracefulChannel.
-            ValueError: ``grace`` negative, NaN or infinite.
+            TypeError: ``new_channel`` is None and the channel has no factory; ``new_channel``
+                (or what the factory returned) is not a grpc.aio channel, or is a
+                GracefulChannel.
+            ValueError: ``grace`` negative, NaN or infinite; ``new_channel`` (or what the
+                factory returned) is the grpc channel in use, or one an old connection still
+                drains on.
+
+        A refused rotation changes nothing: the channel stays on its connection.
         """
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
         connection = self._handle.connection
@@ -288,10 +304,8 @@ class GracefulChannel(aio.Channel):
             raise ChannelClosedError("cannot rotate through a closed graceful_grpc channel handle")
         if new_channel is None:
             new_channel = connection.new_raw()
-        elif isinstance(new_channel, GracefulChannel) or not isinstance(new_channel, aio.Channel):
-            raise TypeError(
-                f"new_channel must be a grpc.aio.Channel, got {type(new_channel).__name__}"
-            )
+        else:
+            _check_grpc_channel(new_channel, "new_channel")
         return await asyncio.shield(connection.rotate(new_channel, seconds))
 
     async def close(self, grace: float | None = None) -> DrainReport:
@@ -537,14 +551,14 @@ def _new(
 ) -> GracefulChannel:
     # Every option is checked before the grpc channel exists: a bad one leaks nothing.
     _check_options(drain_timeout, admit_during_drain)
-    compile_method_filter(cancel_on_drain, "cancel_on_drain")
+    interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")  # once: maybe one-shot
     factory = functools.partial(build, True)
     _check_age(max_age, max_age_jitter, factory)
     return wrap(
         build(False),
         drain_timeout=drain_timeout,
         admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
+        cancel_on_drain=interrupt,
         factory=factory,
         max_age=max_age,
         max_age_jitter=max_age_jitter,
@@ -557,6 +571,24 @@ def _check_options(drain_timeout: float, admit_during_drain: str) -> float:
             f"admit_during_drain must be one of {ADMIT_POLICIES}, got {admit_during_drain!r}"
         )
     return check_seconds(drain_timeout, "drain_timeout")
+
+
+def _check_grpc_channel(value: object, what: str) -> None:
+    if isinstance(value, GracefulChannel) or not isinstance(value, aio.Channel):
+        raise TypeError(f"{what} must be a grpc.aio.Channel, got {type(value).__name__}")
+
+
+def _checked_factory(factory: Callable[[], aio.Channel]) -> Callable[[], aio.Channel]:
+    """``factory``, its result checked: a rotation onto anything else would break the channel."""
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {factory!r}")
+
+    def build() -> aio.Channel:
+        raw = factory()
+        _check_grpc_channel(raw, "the factory's result")
+        return raw
+
+    return build
 
 
 def _check_age(max_age: float | None, jitter: float, factory: object) -> float | None:

@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -225,9 +226,12 @@ class Connection:
         """Marks a call already started as cancel-on-drain; interrupted now if its link drains.
 
         Raises:
+            TypeError: ``call`` is not a grpc.aio call.
             ValueError: ``call`` was not started on this connection (a call that has ended
                 already is accepted: there is nothing left to interrupt).
         """
+        if not isinstance(call, aio.Call):
+            raise TypeError(f"cancel_on_drain() takes a grpc.aio call, got {call!r}")
         for link in (self.current, *self._retiring):
             live = link.find(call)
             if live is None:
@@ -287,8 +291,14 @@ class Connection:
 
         Raises:
             ChannelClosedError: the connection is DRAINING or CLOSED.
+            ValueError: ``raw`` is the current grpc channel or an old one still draining.
         """
         self.check_rotatable()
+        if any(raw is link.raw for link in (self.current, *self._retiring)):
+            raise ValueError(
+                "cannot rotate onto a grpc channel this graceful channel already uses: "
+                "a rotation needs a new one"
+            )
         loop = asyncio.get_running_loop()
         old = self.current
         self.current = Link(raw, self.in_flight)
@@ -347,9 +357,14 @@ class Connection:
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._max_age is not None
         jitter = self._random.uniform(-self._max_age_jitter, self._max_age_jitter)
-        self._age_timer = loop.call_later(self._max_age * (1 + jitter), self._age_rotation_due)
+        # The timer holds the connection weakly: a channel dropped without close() is collected
+        # (as grpc.aio's own), and its timer then does nothing.
+        self._age_timer = loop.call_later(
+            self._max_age * (1 + jitter), _age_rotation_due, weakref.ref(self)
+        )
 
-    def _age_rotation_due(self) -> None:
+    def age_rotation_due(self) -> None:
+        """The ``max_age`` timer fired: rotate (if OPEN) and schedule the next one."""
         self._age_timer = None
         if self.state is not ChannelState.OPEN:
             return
@@ -383,9 +398,11 @@ class Connection:
                 grace,
             )
             links = (self.current, *self._retiring)
-            counted = {link: (len(link.cancelled), len(link.interrupted)) for link in links}
+            counted = {
+                link: (len(link), len(link.cancelled), len(link.interrupted)) for link in links
+            }
             self._drain = loop.create_task(
-                self._run_drain(_monotonic(), self.in_flight.value, counted),
+                self._run_drain(_monotonic(), self.current, counted),
                 name="graceful_grpc drain",
             )
             if self._draining is not None:
@@ -420,7 +437,7 @@ class Connection:
         return self._drain
 
     async def _run_drain(
-        self, started: float, at_start: int, counted: dict[Link, tuple[int, int]]
+        self, started: float, current: Link, counted: dict[Link, tuple[int, int, int]]
     ) -> DrainReport:
         abandoned = 0
         try:
@@ -439,21 +456,27 @@ class Connection:
             retiring = [r.task for r in self._retiring.values() if r.task is not None]
             await asyncio.shield(self.current.raw.close(None))
             await asyncio.shield(asyncio.gather(*retiring, return_exceptions=True))
-        cancelled = tuple(info for link, (c, _) in counted.items() for info in link.cancelled[c:])
-        interrupted = tuple(
-            info for link, (_, i) in counted.items() for info in link.interrupted[i:]
-        )
-        report = DrainReport(
-            closed=True,
-            drained=not cancelled and not abandoned,
-            waited=_monotonic() - started,
-            completed=at_start + self._started_while_draining - len(cancelled) - len(interrupted),
-            cancelled=cancelled,
-            abandoned_holds=abandoned,
-            interrupted=interrupted,
-        )
+        waited = _monotonic() - started
+
+        def report_of(links: list[Link], started_while_draining: int) -> DrainReport:
+            cancelled = tuple(i for link in links for i in link.cancelled[counted[link][1] :])
+            interrupted = tuple(i for link in links for i in link.interrupted[counted[link][2] :])
+            at_start = sum(counted[link][0] for link in links) + started_while_draining
+            return DrainReport(
+                closed=True,
+                drained=not cancelled and not abandoned,
+                waited=waited,
+                completed=at_start - len(cancelled) - len(interrupted),
+                cancelled=cancelled,
+                abandoned_holds=abandoned,
+                interrupted=interrupted,
+            )
+
+        report = report_of(list(counted), self._started_while_draining)
         logger.info("graceful_grpc: drain finished: %s", report.summary())
-        self.drain_listeners.notify(report)
+        # Listeners hear of each grpc connection's drain once: old ones at their rotation's end.
+        own = report if len(counted) == 1 else report_of([current], self._started_while_draining)
+        self.drain_listeners.notify(own)
         return report
 
     def _close_if_idle(self) -> bool:
@@ -500,6 +523,12 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
         if not isinstance(loop, asyncio.AbstractEventLoop):
             raise RuntimeError("max_age needs an event loop: create the channel in one") from None
         return loop
+
+
+def _age_rotation_due(connection: weakref.ref[Connection]) -> None:
+    alive = connection()
+    if alive is not None:
+        alive.age_rotation_due()
 
 
 def _retrieve(task: asyncio.Task[DrainReport]) -> None:

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 from grpc import aio
 
+from ..state import ChannelState
 from ._call_factory import call_factory
 from ._connection import CallSite, Handle
+from ._link import Link
 
 __all__ = (
     "StreamStreamMultiCallable",
@@ -64,8 +66,14 @@ class _Wrapped:
         self._handle = handle
         self._site = site
         self._make_raw = make_raw
-        self._link = handle.connection.current
-        self._new_call = call_factory(make_raw(self._link.raw))
+        self._link: Link | None = None  # bound on the first call admitted (see _start)
+        self._new_call: Callable[..., Any] = _unbound
+        if handle.connection.state is not ChannelState.CLOSED:  # grpc may crash on a closed one
+            self._bind(handle.connection.current)
+
+    def _bind(self, link: Link) -> None:
+        self._link = link
+        self._new_call = call_factory(self._make_raw(link.raw))
 
     # The two ways grpc.aio's multicallables take their arguments. Each is the class's __call__
     # itself (no frame of its own per call); the bodies are the same on purpose.
@@ -82,17 +90,19 @@ class _Wrapped:
     ) -> Any:
         handle = self._handle
         connection = handle.connection
-        if connection.current is not self._link:  # rotated since the last call
-            self._link = connection.current
-            self._new_call = call_factory(self._make_raw(self._link.raw))
         if handle.closed:
-            connection.admit("call")
+            connection.admit("call")  # first: a CLOSED connection's grpc channel is closed
+            if connection.current is not self._link:
+                self._bind(connection.current)
             call = self._new_call(
                 request, timeout, metadata, credentials, wait_for_ready, compression
             )
             return connection.track_admitted(call, self._site)
+        link = connection.current
+        if link is not self._link:  # rotated since the last call
+            self._bind(link)
         call = self._new_call(request, timeout, metadata, credentials, wait_for_ready, compression)
-        return self._link.track(call, self._site)
+        return link.track(call, self._site)
 
     def _call_stream(
         self,
@@ -121,6 +131,10 @@ class _Wrapped:
 
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
+
+
+def _unbound(*args: Any) -> Any:
+    raise AssertionError("unreachable: a multicallable is bound before its first call")
 
 
 class UnaryUnaryMultiCallable(

@@ -111,13 +111,17 @@ def check_attributes(attributes: Mapping[str, AttributeValue] | None) -> dict[st
     """Copies the caller's extra attributes, refusing what OpenTelemetry or we cannot take.
 
     Raises:
-        TypeError: a key is not a string, or a value is not an OpenTelemetry attribute value
-            (str, bool, int, float, or a sequence of one of them).
+        TypeError: ``attributes`` is not a mapping, a key is not a string, or a value is not an
+            OpenTelemetry attribute value (str, bool, int, float, or a sequence of one of them).
         ValueError: a key is empty or one the instrumentation sets itself (``rpc.*``,
             ``graceful_grpc.*``, ``step``, ``outcome``).
     """
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, Mapping):
+        raise TypeError(f"attributes must be a mapping of str to values, got {attributes!r}")
     checked: dict[str, AttributeValue] = {}
-    for key, value in (attributes or {}).items():
+    for key, value in attributes.items():
         if not isinstance(key, str):
             raise TypeError(f"attribute keys must be str, got {key!r}")
         if not key:

@@ -108,12 +108,12 @@ class LoopChannels:
 
         return combine_reports(await _on_each_loop(channels, close, grace))
 
-    async def rotate(
+    def rotate(
         self,
         factory: Callable[[], GracefulChannel],
         new_raw: Callable[[], grpc.aio.Channel],
         grace: float | None = None,
-    ) -> DrainReport:
+    ) -> Awaitable[DrainReport]:
         """Rotates every loop's channel to a grpc channel from ``new_raw``; loops that get their
         first channel from now on get it from ``factory``.
 
@@ -124,10 +124,11 @@ class LoopChannels:
         runs again).
 
         Returns:
-            One report for the old connections (see ``combine_reports``).
+            What to await for one report for the old connections (see ``combine_reports``).
 
         Raises:
-            ChannelClosedError: ``close()`` was called.
+            ChannelClosedError: ``close()`` was called (raised at once, before anything
+                changes).
         """
         with self._lock:
             if self._closed:
@@ -145,7 +146,11 @@ class LoopChannels:
             return await channel.rotate(new_raw(), grace=grace)
 
         running = [(loop, c) for loop, c in channels if loop.is_running()]
-        return combine_reports(await _on_each_loop(running, rotate, grace))
+
+        async def rotate_all() -> DrainReport:
+            return combine_reports(await _on_each_loop(running, rotate, grace))
+
+        return rotate_all()
 
     def _release_stopped(self) -> None:
         for loop in [loop for loop in self._channels if loop.is_closed()]:
