@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import platform
+import sys
 
 NO_EXTENSIONS = bool(os.environ.get("GRACEFUL_GRPC_NO_EXTENSIONS"))
-IS_PYPY = platform.python_implementation() == "PyPy"
+IS_PYPY = sys.implementation.name == "pypy"  # not platform: its import costs milliseconds
 USE_EXTENSIONS = not NO_EXTENSIONS and not IS_PYPY

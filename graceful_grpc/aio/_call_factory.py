@@ -1,18 +1,18 @@
 """How a graceful multicallable creates its calls.
 
 Fast path ("direct"): for grpc.aio's own multicallables without interceptors, the call is built as
-the translating subclass of grpc's call class (see ``_abortable``) with exactly the arguments
-grpc.aio's multicallable would pass. Swapping ``__class__`` after construction instead would cost
-~3% client CPU per unary call: CPython materialises an instance's dict on class assignment, so
-every later attribute access on the call gets slower. The graceful channel's own registry replaces
-grpc.aio's per-call ``_register_call`` bookkeeping.
+the translating subclass of grpc's call class (see ``_abortable``; its stream methods are
+``_direct_methods``) with exactly the arguments grpc.aio's multicallable would pass (grpcio >= 1.84
+also passes its registered-method handle). The graceful channel's own registry replaces grpc.aio's
+per-call ``_register_call`` bookkeeping (grpcio >= 1.83).
 
-This relies on grpc.aio internals, so it serves only the grpcio releases verified for it, and only
-while the relied-on source is unchanged (``_grpc_internals``, checked once at import); anything
-else takes the fallback.
+This relies on grpc.aio internals, so it serves only where the installed relied-on source has a
+verified fingerprint (``_grpc_internals``, checked once at import); anything else takes the
+fallback.
 
 Fallback ("wrapped"): any other multicallable (user interceptors, a ``wrap()``-ed channel of
-another kind) is called as is, and the returned call's class is swapped.
+another kind, a grpc.aio whose source is not verified) is called as is, and the returned call's
+class is swapped (``_abortable.make_abortable``).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ class _Wrapped:
         self._handle = handle
         self._site = site
         self._make_raw = make_raw
-        self._link: Link | None = None  # bound on the first call admitted (see _start)
+        self._link: Link | None = None  # bound on the first call admitted (see _call_unary)
         self._new_call: Callable[..., Any] = _unbound
         if handle.connection.state is not ChannelState.CLOSED:  # grpc may crash on a closed one
             self._bind(handle.connection.current)
@@ -115,19 +115,21 @@ class _Wrapped:
     ) -> Any:
         handle = self._handle
         connection = handle.connection
-        if connection.current is not self._link:  # rotated since the last call
-            self._link = connection.current
-            self._new_call = call_factory(self._make_raw(self._link.raw))
         if handle.closed:
-            connection.admit("call")
+            connection.admit("call")  # first: a CLOSED connection's grpc channel is closed
+            if connection.current is not self._link:
+                self._bind(connection.current)
             call = self._new_call(
                 request_iterator, timeout, metadata, credentials, wait_for_ready, compression
             )
             return connection.track_admitted(call, self._site)
+        link = connection.current
+        if link is not self._link:  # rotated since the last call
+            self._bind(link)
         call = self._new_call(
             request_iterator, timeout, metadata, credentials, wait_for_ready, compression
         )
-        return self._link.track(call, self._site)
+        return link.track(call, self._site)
 
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
