@@ -37,4 +37,3 @@ def __getattr__(name: str) -> Any:
 
         return getattr(shutdown, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

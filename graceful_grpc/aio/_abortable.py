@@ -52,8 +52,11 @@ __all__ = (
     "abortable_subclass",
     "aborted",
     "answer_cancellation",
+    "end_failed_start",
     "make_abortable",
+    "running_loop",
     "take_back_wake",
+    "task_of",
 )
 
 # Per-call attributes (class defaults None). The answering methods, which only ever run on the
@@ -61,7 +64,16 @@ __all__ = (
 _ABORT = "_graceful_grpc_abort"  # the Abort that ended the call, or None
 _WAITERS = "_graceful_grpc_waiters"  # the tasks awaiting the call now, or None
 _FAILURE = "_graceful_grpc_failure"  # the exception the call's start failed with, or None
-_current_task = asyncio.current_task
+# The task awaiting a call's method, found with C calls only: ``task_of(running_loop())``. (On
+# CPython 3.11 ``asyncio.current_task`` is Python code: a frame per await and stream message.)
+running_loop = asyncio.events._get_running_loop
+_TASKS = getattr(asyncio.tasks, "_current_tasks", None)
+if isinstance(_TASKS, dict):
+    task_of: Callable[[Any], asyncio.Task[Any] | None] = _TASKS.get
+else:  # pragma: no cover - an asyncio that keeps its current tasks elsewhere
+
+    def task_of(loop: Any) -> asyncio.Task[Any] | None:
+        return asyncio.current_task(loop) if loop is not None else None
 
 
 class Abort:
@@ -136,7 +148,7 @@ def take_back_wake(reason: Abort, task: asyncio.Task[Any]) -> None:
 def _await_method(original: Callable[[Any], Generator[Any, None, Any]]) -> Any:
     # Not registered as a waiter: cancelling the call cancels the very task awaited here.
     def __await__(self: Any) -> Generator[Any, None, Any]:
-        task = _current_task()
+        task = task_of(running_loop())
         level = task.cancelling() if task is not None else 0
         try:
             return (yield from original(self))
@@ -165,7 +177,7 @@ def _coroutine_method(
             _watch_start_now(self)  # a wait for status would outlast a failed start
         # Waiter bookkeeping written out, not in helpers: this runs for every stream message
         # (_answering_iterator and _direct_methods have the same lines, for the same reason).
-        task = _current_task()
+        task = task_of(running_loop())
         level = 0
         if task is not None:
             level = task.cancelling()
@@ -210,7 +222,7 @@ def _aiter_method(original: Callable[[Any], AsyncIterator[Any]]) -> Any:
 async def _answering_iterator(call: Any, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
     while True:
         # The waiter bookkeeping of _coroutine_method, written out for the same reason.
-        task = _current_task()
+        task = task_of(running_loop())
         level = 0
         if task is not None:
             level = task.cancelling()
@@ -245,12 +257,19 @@ def _start_method(original: Callable[[Any], Any]) -> Any:
         except asyncio.CancelledError:
             raise
         except BaseException as failure:
-            if not self.done():
-                setattr(self, _FAILURE, failure)
-                self.cancel()
+            end_failed_start(self, failure)
             raise
 
     return start
+
+
+def end_failed_start(call: Any, failure: BaseException) -> None:
+    """Cancels ``call``, whose start failed locally with ``failure``, so that grpc reports it
+    done; its callers get ``failure`` (see answer_cancellation)."""
+    if not call.done():
+        with contextlib.suppress(AttributeError):  # a foreign call without an instance dict
+            setattr(call, _FAILURE, failure)
+        call.cancel()
 
 
 def _cancel_method(original: Callable[[Any], bool]) -> Any:
@@ -313,9 +332,13 @@ def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False
         if original is not None:
             namespace[name] = wrap(original)
     if direct:
-        from ._direct_methods import direct_stream_methods  # it imports this module
+        from ._direct_methods import (  # it imports this module
+            direct_stream_methods,
+            direct_unary_methods,
+        )
 
         namespace.update(direct_stream_methods(base))
+        namespace.update(direct_unary_methods(base))
     if hasattr(base, "_metadata_sent_observer"):  # grpc.aio's stream-request calls
         namespace["cancel"] = _cancel_method(base.cancel)  # type: ignore[attr-defined]
     subclass = types.new_class(base.__name__, (base,), {}, lambda ns: ns.update(namespace))
@@ -399,8 +422,6 @@ def _watch_produced(owner: Any, chain: asyncio.Future[Any]) -> None:
 
 
 def _end_on_local_failure(owner: Any, start: asyncio.Future[Any]) -> None:
-    if start.cancelled() or start.exception() is None or owner.done():
-        return
-    with contextlib.suppress(AttributeError):
-        setattr(owner, _FAILURE, start.exception())
-    owner.cancel()
+    failure = None if start.cancelled() else start.exception()
+    if failure is not None:
+        end_failed_start(owner, failure)

@@ -85,6 +85,12 @@ RELIED_ON: tuple[tuple[str, str], ...] = (
     ("grpc.aio._call", "_StreamResponseMixin._update_response_style"),
     ("grpc.aio._call", "_StreamResponseMixin._read"),
     ("grpc.aio._call", "Call._raise_for_status"),
+    # The unary response's __await__ and the unary-unary _invoke, reproduced there too, and what
+    # they call.
+    ("grpc.aio._call", "_UnaryResponseMixin.__await__"),
+    ("grpc.aio._call", "_create_rpc_error"),
+    ("grpc._common", "serialize"),
+    ("grpc._common", "deserialize"),
     # Where the fallback path finds the task that starts a call (_abortable._START_TASKS, and an
     # interceptor chain's task); on grpc.aio code without them it degrades as documented there.
     ("grpc.aio._call", "_UnaryResponseMixin._init_unary_response_mixin"),
@@ -98,27 +104,30 @@ VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
     # fingerprint() of RELIED_ON -> the grpcio releases it was seen in. Each fingerprint's source
     # was read against _call_factory, _abortable and _direct_methods, and the suite passed on a
     # release of it.
-    "7bb98b474e67d048": (
+    "680e90e25fdb6d6d": (
         "1.63.0", "1.63.2", "1.64.0", "1.64.1", "1.64.3",
     ),
-    "e47651b00058b170": (
+    "8cbe6fe297c5ea00": (
         "1.65.1", "1.65.2", "1.65.4", "1.65.5", "1.66.0", "1.66.1", "1.66.2", "1.67.0",
         "1.67.1", "1.68.0", "1.68.1", "1.69.0", "1.70.0", "1.71.0", "1.71.2", "1.72.1",
         "1.72.2", "1.73.0", "1.73.1", "1.74.0",
     ),
-    "66221f33875484d3": (
+    "4deaee106451ee36": (
         "1.75.0", "1.75.1",
     ),
-    "75797250e57123b5": (
-        "1.76.0", "1.78.0", "1.78.2", "1.80.0", "1.80.1", "1.81.0", "1.81.1", "1.81.2",
+    "cbbd04b1752701d4": (
+        "1.76.0", "1.78.0", "1.78.2",
     ),
-    "f8bc4ac0f7179521": (
+    "8ff6c30ad46c3075": (
+        "1.80.0", "1.80.1", "1.81.0", "1.81.1", "1.81.2",
+    ),
+    "1f36e73c5a32f4e5": (
         "1.82.1", "1.82.2", "1.82.3",
     ),
-    "b8f6fbf4e46ddf84": (
+    "6dd57fd916df000f": (
         "1.83.0", "1.83.1", "1.83.2",
     ),
-    "554e0a22b77b7478": (
+    "f15084a1849a3bf5": (
         "1.84.0", "1.84.1", "1.84.2", "1.85.0", "1.85.1", "1.85.3", "1.85.4",
     ),
 }
@@ -129,22 +138,22 @@ VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
 KNOWN_SOURCES: Mapping[str, str] = {
     # source_digest() -> the fingerprint() of the same files, so that a known install is decided
     # without reading its functions' source. Seen in the grpcio releases named.
-    "0f49553cdcb98cfa": "7bb98b474e67d048",  # 1.63.0, 1.63.2, 1.64.0, 1.64.1, 1.64.3
-    "752d2acae449ec54": "e47651b00058b170",  # 1.65.1, 1.65.2, 1.65.4, 1.65.5
-    "93087e999f2f41f4": "e47651b00058b170",  # 1.66.0 ... 1.68.1 (all 7)
-    "948c09ea075eb45b": "e47651b00058b170",  # 1.69.0 ... 1.74.0 (all 9)
-    "ad2ff370e6cd28c8": "66221f33875484d3",  # 1.75.0, 1.75.1
-    "3cb73f0439224e3f": "75797250e57123b5",  # 1.76.0
-    "b9b50e21a89c1149": "75797250e57123b5",  # 1.78.0
-    "7731eed44797c3b9": "75797250e57123b5",  # 1.78.2
-    "4e8336415f4e212c": "75797250e57123b5",  # 1.80.0, 1.81.0, 1.81.1
-    "1311385a4083c301": "75797250e57123b5",  # 1.80.1, 1.81.2
-    "ef57654c8af63961": "f8bc4ac0f7179521",  # 1.82.1, 1.82.2
-    "e9b86381062b5a9d": "f8bc4ac0f7179521",  # 1.82.3
-    "c44dc3b5cf54c738": "b8f6fbf4e46ddf84",  # 1.83.0, 1.83.1
-    "03364574bdaaedd8": "b8f6fbf4e46ddf84",  # 1.83.2
-    "9ea7e597c5e04ba4": "554e0a22b77b7478",  # 1.84.0, 1.84.1, 1.85.0
-    "6ec1edc9481673f8": "554e0a22b77b7478",  # 1.84.2, 1.85.1, 1.85.3, 1.85.4
+    "094c13f165e334fe": "680e90e25fdb6d6d",  # 1.63.0, 1.63.2, 1.64.0, 1.64.1, 1.64.3
+    "5358155262d52b03": "8cbe6fe297c5ea00",  # 1.65.1, 1.65.2, 1.65.4, 1.65.5
+    "393669f8b7d54ce0": "8cbe6fe297c5ea00",  # 1.66.0 ... 1.68.1 (all 7)
+    "074f6e66d46cc458": "8cbe6fe297c5ea00",  # 1.69.0 ... 1.74.0 (all 9)
+    "41e78a4d227226ce": "4deaee106451ee36",  # 1.75.0, 1.75.1
+    "7c8ba200f016f03c": "cbbd04b1752701d4",  # 1.76.0
+    "e8079b1066099cfb": "cbbd04b1752701d4",  # 1.78.0
+    "cd9210f9ece2d21d": "cbbd04b1752701d4",  # 1.78.2
+    "e60bd85229f8d3bf": "8ff6c30ad46c3075",  # 1.80.0, 1.81.0, 1.81.1
+    "3282958bfbbc758e": "8ff6c30ad46c3075",  # 1.80.1, 1.81.2
+    "8998e187a3294a3d": "1f36e73c5a32f4e5",  # 1.82.1, 1.82.2
+    "e96f5d8b3ce1ba5f": "1f36e73c5a32f4e5",  # 1.82.3
+    "c589775685b06269": "6dd57fd916df000f",  # 1.83.0, 1.83.1
+    "c886e7066dc4a251": "6dd57fd916df000f",  # 1.83.2
+    "2c993de6e29ad207": "f15084a1849a3bf5",  # 1.84.0, 1.84.1, 1.85.0
+    "d15c740ec0892e78": "f15084a1849a3bf5",  # 1.84.2, 1.85.1, 1.85.3, 1.85.4
 }
 # fmt: on
 """Digests of relied-on grpc.aio files already fingerprinted."""
