@@ -158,7 +158,7 @@ def fallback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_fallback_wraps_grpcs_multicallable(fallback_only: None) -> None:
     raw_channel = grpc.aio.insecure_channel("127.0.0.1:1")
     raw: object = raw_channel.unary_unary(METHOD["unary_unary"])
-    assert _call_factory.call_factory(raw).__qualname__.startswith("_wrapped_factory.")
+    assert _call_factory.call_factory(raw).__qualname__.startswith("fallback_factory.")
     await raw_channel.close()
 
 

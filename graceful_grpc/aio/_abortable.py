@@ -18,8 +18,8 @@ cancelled at once, so that grpc reports it done and it leaves the channel's book
 the original error, as with grpc.aio.
 
 ``abortable_subclass`` builds that subclass; the graceful channel constructs its calls as it
-(``_call_factory``), and ``make_abortable`` swaps the class of a call built elsewhere (the
-fallback path, for any grpcio).
+(``_call_factory``), and ``_fallback`` swaps the class of a call built elsewhere (the fallback
+path, for any grpcio).
 
 Besides the public call API, the fallback reads a few private grpc.aio names, each guarded (they
 are in ``_grpc_internals.RELIED_ON``, so the direct path only ever runs where they exist). On a
@@ -34,7 +34,7 @@ grpc.aio without one, the fallback degrades, never raising in a user's call:
   went out. A drain's abort still answers that task (it is woken as a waiter); otherwise it waits
   for its own timeout, as on plain grpc.aio;
 - grpc.aio's unary-request call classes (``_UNARY_REQUEST``): without them every call is watched
-  from the start (see ``make_abortable``), which costs a loop callback per call.
+  from the start (see ``_fallback``), which costs a loop callback per call.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ __all__ = (
     "aborted",
     "answer_cancellation",
     "end_failed_start",
-    "make_abortable",
     "running_loop",
     "take_back_wake",
     "task_of",
+    "watch_start",
 )
 
 # Per-call attributes (class defaults None). The answering methods, which only ever run on the
@@ -315,7 +315,7 @@ def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False
         direct: ``base`` is one of grpc.aio's own, on grpc.aio source verified for the direct
             path: its thin public stream methods are reproduced (``_direct_methods``) rather than
             wrapped.
-        unwatched: Calls of it get no start watch when made (see ``make_abortable``): their
+        unwatched: Calls of it get no start watch when made (see ``_fallback``): their
             awaiting methods install it once it can matter.
     """
     if getattr(base, "_graceful_grpc_abortable", False):
@@ -347,59 +347,18 @@ def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False
     return subclass
 
 
-# call class -> its translating subclass (None where __class__ cannot be assigned), and whether
-# its calls are watched from the start
-_SUBCLASSES: dict[type, tuple[type | None, bool]] = {}
-
 # Where grpc.aio keeps the task that starts each kind of call, and an interceptor chain's task.
 _START_TASKS = ("_invocation_task", "_send_unary_request_task", "_initializer", "_call_response")
 _INTERCEPTORS_TASK = "_interceptors_task"
-
-try:
-    from grpc.aio._call import UnaryStreamCall, UnaryUnaryCall
-except ImportError:  # grpc.aio's internals moved: every call is watched from the start
-    _UNARY_REQUEST: tuple[type, ...] = ()
-else:
-    _UNARY_REQUEST = (UnaryUnaryCall, UnaryStreamCall)
-
-
-def make_abortable(call: Any) -> None:
-    """Gives ``call`` the answering subclass of its class (a no-op for unsupported types), and
-    makes a local failure of its start end the call.
-
-    A start watch costs a loop callback per call (about 3% of a unary call). A call with a stream
-    of requests, or of a class not known here, is watched from the start: a failed start would
-    leave its writers waiting. grpc.aio's unary-request calls report a failed start to whoever
-    awaits them, so their answering methods install the watch only then, or before waiting for
-    the status or metadata; such a call never awaited at all stays in flight until grpc
-    collects it (which cancels it) or a drain's deadline ends it.
-    """
-    cls = call.__class__
-    try:
-        subclass, watched = _SUBCLASSES[cls]
-    except KeyError:
-        watched = not issubclass(cls, _UNARY_REQUEST)
-        subclass = abortable_subclass(cls, unwatched=not watched)
-        _SUBCLASSES[cls] = subclass, watched
-    if subclass is not None:
-        try:
-            call.__class__ = subclass
-        except TypeError:  # an instance layout that forbids it: callers see CancelledError
-            _SUBCLASSES[cls] = None, True
-            watched = True
-    else:
-        watched = True
-    if watched:
-        _watch_start(call, call)
 
 
 def _watch_start_now(call: Any) -> None:
     """Installs the start watch of an unwatched call (once)."""
     call._graceful_grpc_unwatched = False
-    _watch_start(call, call)
+    watch_start(call, call)
 
 
-def _watch_start(owner: Any, call: Any) -> None:
+def watch_start(owner: Any, call: Any) -> None:
     """Ends ``owner`` if the start of ``call`` (itself, or the grpc call an interceptor chain
     produced for it) fails locally. grpc.aio reports a failed interceptor chain done itself."""
     # grpc.aio keeps these tasks in the instance dict. On the path of every intercepted or
@@ -418,7 +377,7 @@ def _watch_start(owner: Any, call: Any) -> None:
 
 def _watch_produced(owner: Any, chain: asyncio.Future[Any]) -> None:
     if not chain.cancelled() and chain.exception() is None:
-        _watch_start(owner, chain.result())
+        watch_start(owner, chain.result())
 
 
 def _end_on_local_failure(owner: Any, start: asyncio.Future[Any]) -> None:

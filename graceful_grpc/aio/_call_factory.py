@@ -12,7 +12,7 @@ fallback.
 
 Fallback ("wrapped"): any other multicallable (user interceptors, a ``wrap()``-ed channel of
 another kind, a grpc.aio whose source is not verified) is called as is, and the returned call's
-class is swapped (``_abortable.make_abortable``).
+class is swapped (``_fallback``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._abortable import abortable_subclass, make_abortable
+from ._abortable import abortable_subclass
+from ._fallback import fallback_factory
 from ._grpc_internals import DIRECT_PATH_ALLOWED, DIRECT_PATH_REASON
 
 __all__ = ("DIRECT_AVAILABLE", "DIRECT_REASON", "CallFactory", "call_factory")
@@ -64,7 +65,7 @@ def call_factory(raw: Any) -> CallFactory:
     call_class = _DIRECT.get(type(raw)) if _DIRECT is not None else None
     if call_class is not None and not raw._interceptors:
         return _direct_factory(raw, call_class)
-    return _wrapped_factory(raw)
+    return fallback_factory(raw)
 
 
 def _direct_factory(raw: Any, call_class: type) -> CallFactory:
@@ -121,28 +122,5 @@ def _direct_factory(raw: Any, call_class: type) -> CallFactory:
             loop,
             handle,
         )
-
-    return start
-
-
-def _wrapped_factory(raw: Any) -> CallFactory:
-    def start(
-        request: Any,
-        timeout: Any,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: Any,
-        compression: Any,
-    ) -> Any:
-        call = raw(
-            request,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-        )
-        make_abortable(call)
-        return call
 
     return start
