@@ -1,0 +1,248 @@
+"""Wraps each RPC's handler so the server's books see it from its start to its real end.
+
+The wrapping happens in a server interceptor placed before the user's own, so the wrapper is the
+outermost layer of whatever handler the interceptors return. grpc.aio picks how to run a handler
+from its type, so each style keeps its own: coroutine functions stay coroutine functions (an
+async generator becomes one that writes each message with ``context.write()``, so that its end is
+awaited rather than left to garbage collection), plain functions and generators stay plain (they
+run on the server's thread pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from ..errors import ChannelClosedError
+from ..report import CallKind
+from ._channel import GracefulChannel
+from ._hold import Hold
+from ._server_drain import Handler, ServerDrain
+
+__all__ = ("SHUTTING_DOWN", "TrackingInterceptor")
+
+logger = logging.getLogger("graceful_grpc")
+
+SHUTTING_DOWN = "server is shutting down: reconnect to another backend"
+"""The details of the UNAVAILABLE status that interrupted handlers end with."""
+
+_KINDS: dict[tuple[bool, bool], tuple[CallKind, str, Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): ("unary_unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", "stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", "stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+class TrackingInterceptor(aio.ServerInterceptor):
+    """Books every handler in a ServerDrain and runs it held on the server's channels."""
+
+    def __init__(self, drain: ServerDrain, holds: tuple[GracefulChannel, ...]) -> None:
+        self._drain = drain
+        self._holds = holds
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        found = await continuation(handler_call_details)
+        if found is None:  # no such method: grpc answers UNIMPLEMENTED
+            return found
+        handler: Any = found
+        method: str = handler_call_details.method
+        kind, attribute, build = _KINDS[
+            (bool(handler.request_streaming), bool(handler.response_streaming))
+        ]
+        behavior = getattr(handler, attribute)
+        if behavior is None:
+            return found
+        wrapped = _wrap(behavior, method, kind, self._drain, self._holds)
+        return build(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _wrap(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Any]:
+    streams = kind in ("unary_stream", "stream_stream")
+    if inspect.iscoroutinefunction(behavior):
+        return _async_handler(behavior, method, kind, drain, holds, watched=streams)
+    if inspect.isasyncgenfunction(behavior):
+        return _async_generator_handler(behavior, method, kind, drain, holds)
+    if streams:
+        return _sync_stream_handler(behavior, method, kind, drain, holds)
+    return _sync_handler(behavior, method, kind, drain, holds)
+
+
+def _take_holds(holds: tuple[GracefulChannel, ...]) -> list[Hold]:
+    taken = []
+    for channel in holds:
+        try:
+            taken.append(channel.hold())
+        except ChannelClosedError:  # its calls will say so; the handler still runs
+            logger.debug("graceful_grpc: server handler runs unheld on closed %r", channel)
+    return taken
+
+
+def _release(taken: list[Hold]) -> None:
+    for hold in taken:
+        hold.release()
+
+
+async def _end_interrupted(handler: Handler, context: Any) -> None:
+    """Ends an interrupted handler's RPC with UNAVAILABLE (raises grpc's abort error)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
+    if context.done():  # the handler had already sent its status
+        return
+    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+
+def _async_handler(
+    behavior: Callable[..., Awaitable[Any]],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+    *,
+    watched: bool,
+) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Any, context: Any) -> Any:
+        handler = drain.enter(method, kind, asyncio.current_task())
+        taken = _take_holds(holds)
+        try:
+            if handler.interrupted:
+                await _end_interrupted(handler, context)
+                return None
+            if watched and handler.notify_first:
+                context = _WritesNoted(context, handler, drain)
+            return await behavior(request, context)
+        except asyncio.CancelledError:
+            if not handler.interrupted or handler.cancelled:
+                raise
+            await _end_interrupted(handler, context)
+            return None
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _async_generator_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Awaitable[None]]:
+    async def handle(request: Any, context: Any) -> None:
+        handler = drain.enter(method, kind, asyncio.current_task())
+        taken = _take_holds(holds)
+        try:
+            if handler.interrupted:
+                await _end_interrupted(handler, context)
+                return
+            messages = behavior(request, context)
+            try:
+                async for message in messages:
+                    await context.write(message)
+                    if handler.notify_first and drain.wrote(handler):
+                        raise asyncio.CancelledError
+            finally:
+                await messages.aclose()
+        except asyncio.CancelledError:
+            if not handler.interrupted or handler.cancelled:
+                raise
+            await _end_interrupted(handler, context)
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _sync_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Any]:
+    def handle(request: Any, context: Any) -> Any:
+        handler = drain.enter(method, kind, None)
+        taken = _take_holds(holds)
+        try:
+            if handler.interrupted:
+                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            return behavior(request, context)
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _sync_stream_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Iterator[Any]]:
+    def handle(request: Any, context: Any) -> Iterator[Any]:
+        handler = drain.enter(method, kind, None)
+        taken = _take_holds(holds)
+        try:
+            if handler.interrupted:
+                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            messages = iter(behavior(request, context))
+            try:
+                for message in messages:
+                    yield message
+                    if handler.interruptible and (drain.wrote(handler) or handler.interrupted):
+                        context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            finally:
+                close = getattr(messages, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+class _WritesNoted:
+    """A handler's context whose ``write()`` tells the drain, which may then interrupt the
+    handler (a health Watch, once it has told its watcher NOT_SERVING)."""
+
+    def __init__(self, context: Any, handler: Handler, drain: ServerDrain) -> None:
+        self._context = context
+        self._handler = handler
+        self._drain = drain
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        if self._drain.wrote(self._handler):
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
