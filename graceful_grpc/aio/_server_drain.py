@@ -44,7 +44,9 @@ class Handler:
         notify_first: Interrupt it only after its next write (a health Watch tells its watcher
             NOT_SERVING first).
         wrote_since_drain: It wrote a message after the drain began.
-        interrupt_pending: The drain wants it interrupted at its next write.
+        sending: It is inside a guarded ``write()`` / ``send_initial_metadata()`` now.
+        interrupt_pending: The drain wants it interrupted when that send (or, for a health
+            Watch or a plain function, its next write) is done.
         interrupted: The drain interrupted it (it ends with UNAVAILABLE).
         cancelled: The drain cancelled it at the deadline.
     """
@@ -56,6 +58,7 @@ class Handler:
     interruptible: bool
     notify_first: bool
     wrote_since_drain: bool = False
+    sending: bool = False
     interrupt_pending: bool = False
     interrupted: bool = False
     cancelled: bool = False
@@ -140,19 +143,22 @@ class ServerDrain:
         with self._lock:
             self._handlers.add(handler)
             if interruptible and self.state is not ChannelState.OPEN:
-                if handler.notify_first and self._accepting_notices():
+                if handler.notify_first and self._notices():
                     handler.interrupt_pending = True
                 else:
                     self._mark_interrupted(handler)
         return handler
 
-    def wrote(self, handler: Handler) -> bool:
-        """Notes a message written by ``handler``; True if it must now be interrupted."""
+    def sent(self, handler: Handler, *, wrote: bool) -> bool:
+        """Notes that ``handler`` sent a message (``wrote``) or its initial metadata; True if it
+        must now be interrupted (the caller does it)."""
         with self._lock:
             if self.state is ChannelState.OPEN:
                 return False
-            handler.wrote_since_drain = True
-            if handler.interrupt_pending and not handler.ended:
+            if wrote:
+                handler.wrote_since_drain = True
+            waits = handler.notify_first and not handler.wrote_since_drain and self._notices()
+            if handler.interrupt_pending and not handler.ended and not waits:
                 handler.interrupt_pending = False
                 self._mark_interrupted(handler)
                 return True
@@ -281,7 +287,7 @@ class ServerDrain:
             logger.error("graceful_grpc: grpc server stop failed", exc_info=stop.exception())
         self._wake.set()
 
-    def _accepting_notices(self) -> bool:
+    def _notices(self) -> bool:
         """Whether a health Watch may still tell its watcher before being interrupted: until
         grpc's stop begins."""
         return self._grpc_deadline is None
@@ -289,14 +295,15 @@ class ServerDrain:
     def _interrupt(self, *, final: bool) -> None:
         """Interrupts the cancel-on-drain handlers in flight. A health Watch that has not written
         since the drain began is left to its next write (it tells its watcher NOT_SERVING), until
-        the ``final`` pass when grpc's stop begins. A plain function on the thread pool cannot be
-        cancelled: it is interrupted at its next message."""
+        the ``final`` pass when grpc's stop begins. One inside a send is interrupted when the send
+        is done. A plain function on the thread pool cannot be cancelled: it is interrupted at
+        its next message."""
         with self._lock:
             for handler in tuple(self._handlers):
                 if not handler.interruptible or handler.interrupted:
                     continue
                 waits = handler.notify_first and not final and not handler.wrote_since_drain
-                if waits or handler.task is None:
+                if waits or handler.sending or handler.task is None:
                     handler.interrupt_pending = True
                     continue
                 handler.interrupt_pending = False

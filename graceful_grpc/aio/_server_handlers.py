@@ -80,7 +80,7 @@ def _wrap(
 ) -> Callable[..., Any]:
     streams = kind in ("unary_stream", "stream_stream")
     if inspect.iscoroutinefunction(behavior):
-        return _async_handler(behavior, method, kind, drain, holds, watched=streams)
+        return _async_handler(behavior, method, kind, drain, holds)
     if inspect.isasyncgenfunction(behavior):
         return _async_generator_handler(behavior, method, kind, drain, holds)
     if streams:
@@ -119,8 +119,6 @@ def _async_handler(
     kind: CallKind,
     drain: ServerDrain,
     holds: tuple[GracefulChannel, ...],
-    *,
-    watched: bool,
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: Any) -> Any:
         handler = drain.enter(method, kind, asyncio.current_task())
@@ -129,8 +127,8 @@ def _async_handler(
             if handler.interrupted:
                 await _end_interrupted(handler, context)
                 return None
-            if watched and handler.notify_first:
-                context = _WritesNoted(context, handler, drain)
+            if handler.interruptible:
+                context = _Guarded(context, handler, drain)
             return await behavior(request, context)
         except asyncio.CancelledError:
             if not handler.interrupted or handler.cancelled:
@@ -158,12 +156,12 @@ def _async_generator_handler(
             if handler.interrupted:
                 await _end_interrupted(handler, context)
                 return
+            if handler.interruptible:
+                context = _Guarded(context, handler, drain)
             messages = behavior(request, context)
             try:
                 async for message in messages:
                     await context.write(message)
-                    if handler.notify_first and drain.wrote(handler):
-                        raise asyncio.CancelledError
             finally:
                 await messages.aclose()
         except asyncio.CancelledError:
@@ -215,7 +213,7 @@ def _sync_stream_handler(
             try:
                 for message in messages:
                     yield message
-                    if handler.interruptible and (drain.wrote(handler) or handler.interrupted):
+                    if handler.interruptible and drain.sent(handler, wrote=True):
                         context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
             finally:
                 close = getattr(messages, "close", None)
@@ -228,9 +226,11 @@ def _sync_stream_handler(
     return handle
 
 
-class _WritesNoted:
-    """A handler's context whose ``write()`` tells the drain, which may then interrupt the
-    handler (a health Watch, once it has told its watcher NOT_SERVING)."""
+class _Guarded:
+    """The context a cancel-on-drain handler gets: the drain never interrupts it inside a
+    ``write()`` or ``send_initial_metadata()`` (grpc cannot then send the UNAVAILABLE status:
+    its batch would repeat the pending one's operations), but right after; and a write tells the
+    drain, which then interrupts a health Watch that has just told its watcher NOT_SERVING."""
 
     def __init__(self, context: Any, handler: Handler, drain: ServerDrain) -> None:
         self._context = context
@@ -238,8 +238,18 @@ class _WritesNoted:
         self._drain = drain
 
     async def write(self, message: Any) -> None:
-        await self._context.write(message)
-        if self._drain.wrote(self._handler):
+        await self._sending(self._context.write(message), wrote=True)
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        await self._sending(self._context.send_initial_metadata(metadata), wrote=False)
+
+    async def _sending(self, sending: Awaitable[None], *, wrote: bool) -> None:
+        self._handler.sending = True
+        try:
+            await sending
+        finally:
+            self._handler.sending = False
+        if self._drain.sent(self._handler, wrote=wrote):
             task = asyncio.current_task()
             if task is not None:
                 task.cancel()
