@@ -110,7 +110,7 @@ def instrument(
         return Instrumentation(channel, undo_server)
     if not isinstance(channel, GracefulChannel | InFlightTracker):
         raise TypeError(
-            f"instrument() takes a GracefulChannel, an InFlightTracker or a GracefulServer, "
+            f"instrument() takes a GracefulChannel or an InFlightTracker (or a GracefulServer), "
             f"got {type(channel).__name__}"
         )
     conventions = names.Conventions.from_env()
