@@ -296,8 +296,19 @@ async def test_health_watch_is_told_not_serving_then_let_go(flavour: str) -> Non
                 await asyncio.wait_for(watch.read(), BOUND)
             assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
             assert time.monotonic() - began < 0.2  # not after the unready delay
+            # a Watch opened during the delay (a health-checking client re-opens at once) is
+            # told NOT_SERVING and kept until grpc's stop, not interrupted at once in a loop
+            again = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            told = await asyncio.wait_for(again.read(), BOUND)
+            assert told.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await asyncio.wait_for(again.read(), BOUND)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            if flavour == "aio":  # a thread cannot be interrupted later: it is let go at once
+                assert time.monotonic() - began >= 0.5
             report = await asyncio.wait_for(stopping, BOUND)
-            assert report.drained and [info.method for info in report.interrupted] == [WATCH]
+            assert report.drained
+            assert [info.method for info in report.interrupted] == [WATCH, WATCH]
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -62,6 +62,16 @@ class Result:
     watcher_ends: collections.Counter[str] = field(default_factory=collections.Counter)
     shutdowns: list[float] = field(default_factory=list)  # s from SIGTERM to exit
     drains: list[str] = field(default_factory=list)
+    sigterms: list[float] = field(default_factory=list)
+    failure_times: list[tuple[float, str]] = field(default_factory=list)  # the first 1000
+
+    def failures_after_sigterm(self) -> list[tuple[float, str]]:
+        """Each recorded failure as (seconds after the latest SIGTERM before it, status)."""
+        offsets = []
+        for when, name in self.failure_times:
+            before = [sigterm for sigterm in self.sigterms if sigterm <= when]
+            offsets.append((round(when - before[-1], 4) if before else -1.0, name))
+        return offsets
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +89,7 @@ class Result:
             "watcher_ends": dict(self.watcher_ends),
             "shutdowns_s": [round(t, 4) for t in self.shutdowns],
             "drains": self.drains,
+            "failures_after_sigterm_s": self.failures_after_sigterm()[:50],
         }
 
 
@@ -152,6 +163,8 @@ async def _client(
                 name = error.code().name
                 result.failed[name] += 1
                 result.failure_details.setdefault(name, error.details() or "")
+                if len(result.failure_times) < 1000:
+                    result.failure_times.append((time.monotonic(), name))
                 await asyncio.sleep(0)  # retry at once, but let the others run
 
 
@@ -230,6 +243,7 @@ async def run(settings: Settings) -> Result:
         for restart in range(settings.restarts):
             index = restart % len(backends)
             old = backends[index]
+            result.sigterms.append(time.monotonic())
             result.shutdowns.append(await old.terminate(bound))
             report = old.report or {}
             _account(result, report, ends)

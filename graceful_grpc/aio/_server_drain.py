@@ -129,8 +129,11 @@ class ServerDrain:
 
     def enter(self, method: str, kind: CallKind, task: asyncio.Task[Any] | None) -> Handler:
         """Books a handler that starts now. If the drain has begun and its method is
-        cancel-on-drain, it is marked to be interrupted at once (``interrupted``), or at its
-        first write (``interrupt_pending``) for a health Watch."""
+        cancel-on-drain, it is marked to be interrupted at once (``interrupted``) - except a
+        health Watch before grpc's stop: its first message already says NOT_SERVING, and
+        interrupting it would only make a health-checking client (which re-opens at once after a
+        message) spin; it is interrupted when grpc's stop begins (a plain generator on the
+        thread pool, which cannot be interrupted then, right after its first message)."""
         interruptible = self.is_interruptible(method)
         handler = Handler(
             method,
@@ -143,10 +146,10 @@ class ServerDrain:
         with self._lock:
             self._handlers.add(handler)
             if interruptible and self.state is not ChannelState.OPEN:
-                if handler.notify_first and self._notices():
-                    handler.interrupt_pending = True
-                else:
+                if not (handler.notify_first and self._notices()):
                     self._mark_interrupted(handler)
+                elif task is None:  # a thread cannot be interrupted later: after its message
+                    handler.interrupt_pending = True
         return handler
 
     def sent(self, handler: Handler, *, wrote: bool) -> bool:

@@ -203,18 +203,23 @@ def _sync_stream_handler(
     drain: ServerDrain,
     holds: tuple[GracefulChannel, ...],
 ) -> Callable[..., Iterator[Any]]:
+    # grpc runs a plain generator ahead of the messages it writes (a queue of one), so an abort
+    # from here could race the write of the message just yielded: an interrupted generator ends
+    # instead, with the status set, and grpc sends that status after the last message.
     def handle(request: Any, context: Any) -> Iterator[Any]:
         handler = drain.enter(method, kind, None)
         taken = _take_holds(holds)
         try:
             if handler.interrupted:
-                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                _set_shutting_down(context)
+                return
             messages = iter(behavior(request, context))
             try:
                 for message in messages:
                     yield message
                     if handler.interruptible and drain.sent(handler, wrote=True):
-                        context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                        _set_shutting_down(context)
+                        return
             finally:
                 close = getattr(messages, "close", None)
                 if close is not None:
@@ -224,6 +229,11 @@ def _sync_stream_handler(
             drain.leave(handler)
 
     return handle
+
+
+def _set_shutting_down(context: Any) -> None:
+    context.set_code(grpc.StatusCode.UNAVAILABLE)
+    context.set_details(SHUTTING_DOWN)
 
 
 class _Guarded:
