@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from graceful_grpc import aio
+from graceful_grpc import DrainReport, aio
 from graceful_grpc.testing import echo_pb2, echo_pb2_grpc
 
 METHOD = {
@@ -139,6 +139,22 @@ async def status_of(call: Any, kind: str) -> grpc.StatusCode:
 
 async def wait(event: asyncio.Event) -> None:
     await asyncio.wait_for(event.wait(), BOUND)
+
+
+async def drain_one(
+    server: aio.GracefulServer, call: Any, entered: asyncio.Event, release: asyncio.Event
+) -> tuple[Any, DrainReport]:
+    """With ``call`` in flight (its handler sets ``entered``, then waits for ``release``): starts
+    ``stop()``, releases the handler once the drain has begun; returns the call's answer and the
+    drain's report."""
+    pending = asyncio.ensure_future(call)
+    await wait(entered)
+    assert server.in_flight == 1
+    stopping = asyncio.ensure_future(server.stop(BOUND))
+    await asyncio.wait_for(server.wait_draining(), BOUND)
+    release.set()
+    answer = await asyncio.wait_for(pending, BOUND)
+    return answer, await asyncio.wait_for(stopping, BOUND)
 
 
 @contextlib.asynccontextmanager

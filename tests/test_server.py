@@ -21,6 +21,7 @@ from .server_app import (
     KINDS,
     METHOD,
     Gated,
+    drain_one,
     finish,
     generic_handler,
     serving,
@@ -333,15 +334,8 @@ async def test_sync_handlers_on_the_thread_pool_are_tracked() -> None:
         await server.start()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             block: Any = channel.unary_unary("/test.Sync/Block")
-            call = block(b"x")
-            await wait(entered)
-            assert server.in_flight == 1
-            stopping = asyncio.ensure_future(server.stop(BOUND))
-            await asyncio.wait_for(server.wait_draining(), BOUND)
-            release.set()
-            assert await asyncio.wait_for(call, BOUND) == b"x"
-            report = await asyncio.wait_for(stopping, BOUND)
-        assert report.drained and report.completed == 1 and done == ["yes"]
+            answer, report = await drain_one(server, block(b"x"), entered, release)
+        assert answer == b"x" and report.drained and report.completed == 1 and done == ["yes"]
 
 
 # -- holds: a handler's downstream calls survive the downstream channel's drain ---------------
