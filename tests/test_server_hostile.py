@@ -66,6 +66,30 @@ async def test_a_failing_or_hanging_health_servicer_cannot_stop_the_drain(
         assert ("still entering shutdown" if hang else "enter_graceful_shutdown() failed") in logged
 
 
+class _Recording:
+    def __init__(self, coroutine: bool) -> None:
+        self.coroutine = coroutine
+        self.told = False
+
+    def enter_graceful_shutdown(self) -> Any:
+        if not self.coroutine:
+            self.told = True
+            return None
+
+        async def tell() -> None:
+            self.told = True
+
+        return tell()
+
+
+@pytest.mark.parametrize("coroutine", [False, True])
+async def test_stop_zero_still_says_not_serving(coroutine: bool) -> None:
+    recording = _Recording(coroutine)
+    async with serving(health=recording) as (server, _channel, _target):
+        report = await asyncio.wait_for(server.stop(0), BOUND)
+        assert report.drained and recording.told
+
+
 async def test_handlers_an_interceptor_makes_itself_are_tracked_too() -> None:
     entered, release = asyncio.Event(), asyncio.Event()
 

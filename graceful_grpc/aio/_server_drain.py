@@ -49,6 +49,7 @@ class Handler:
             Watch or a plain function, its next write) is done.
         interrupted: The drain interrupted it (it ends with UNAVAILABLE).
         cancelled: The drain cancelled it at the deadline.
+        ended: Its coroutine (or function) has ended and it left the books.
     """
 
     method: str
@@ -210,7 +211,7 @@ class ServerDrain:
         self._draining.set()
         logger.info("graceful_grpc: server drain started (%d handlers in flight)", self.in_flight)
         self._interrupt(final=False)
-        await self._until_deadline(self._enter_graceful_shutdown())
+        await self._say_not_serving()
         await self._wait(started + self.unready_delay, until_idle=False)
         self._start_grpc_stop()
         self._interrupt(final=True)  # watchers that had nothing to say before the stop
@@ -233,22 +234,28 @@ class ServerDrain:
         self.listeners.notify(report)
         return report
 
-    async def _enter_graceful_shutdown(self) -> None:
+    async def _say_not_serving(self) -> None:
+        """``health.enter_graceful_shutdown()``, awaited until the deadline if it is a coroutine.
+
+        It is called, and a coroutine takes its first step, even with no time left: a sync
+        servicer flips at once, grpc's aio one before its first suspension."""
         if self._health is None:
             return
         try:
             result = self._health.enter_graceful_shutdown()
-            if inspect.isawaitable(result):
-                await result
+            if not inspect.isawaitable(result):
+                return
+            saying = asyncio.ensure_future(result)
+            await asyncio.sleep(0)
+            if not saying.done():
+                await asyncio.wait({saying}, timeout=max(0.0, self._deadline - time.monotonic()))
+            if not saying.done():
+                logger.warning("graceful_grpc: health servicer still entering shutdown at deadline")
+                saying.cancel()
+            elif not saying.cancelled():
+                saying.result()  # raises what it raised
         except Exception:
             logger.exception("graceful_grpc: health servicer's enter_graceful_shutdown() failed")
-
-    async def _until_deadline(self, awaitable: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(awaitable)
-        await asyncio.wait({task}, timeout=max(0.0, self._deadline - time.monotonic()))
-        if not task.done():
-            logger.warning("graceful_grpc: health servicer still entering shutdown at deadline")
-            task.cancel()
 
     async def _wait(self, until: float | None, *, until_idle: bool) -> bool:
         """Waits until ``until`` or the deadline, whichever is first (re-read when a shorter

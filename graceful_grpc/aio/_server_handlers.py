@@ -88,14 +88,14 @@ def _wrap(
     return _sync_handler(behavior, method, kind, drain, holds)
 
 
-def _take_holds(holds: tuple[GracefulChannel, ...]) -> list[Hold]:
-    taken = []
+def _take_holds(holds: tuple[GracefulChannel, ...], taken: list[Hold]) -> None:
+    """Takes a hold on each channel into ``taken`` (released by the caller, also if this
+    raises); a closed channel is skipped."""
     for channel in holds:
         try:
             taken.append(channel.hold())
         except ChannelClosedError:  # its calls will say so; the handler still runs
             logger.debug("graceful_grpc: server handler runs unheld on closed %r", channel)
-    return taken
 
 
 def _release(taken: list[Hold]) -> None:
@@ -122,8 +122,9 @@ def _async_handler(
 ) -> Callable[..., Awaitable[Any]]:
     async def handle(request: Any, context: Any) -> Any:
         handler = drain.enter(method, kind, asyncio.current_task())
-        taken = _take_holds(holds)
+        taken: list[Hold] = []
         try:
+            _take_holds(holds, taken)
             if handler.interrupted:
                 await _end_interrupted(handler, context)
                 return None
@@ -151,8 +152,9 @@ def _async_generator_handler(
 ) -> Callable[..., Awaitable[None]]:
     async def handle(request: Any, context: Any) -> None:
         handler = drain.enter(method, kind, asyncio.current_task())
-        taken = _take_holds(holds)
+        taken: list[Hold] = []
         try:
+            _take_holds(holds, taken)
             if handler.interrupted:
                 await _end_interrupted(handler, context)
                 return
@@ -184,8 +186,9 @@ def _sync_handler(
 ) -> Callable[..., Any]:
     def handle(request: Any, context: Any) -> Any:
         handler = drain.enter(method, kind, None)
-        taken = _take_holds(holds)
+        taken: list[Hold] = []
         try:
+            _take_holds(holds, taken)
             if handler.interrupted:
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
             return behavior(request, context)
@@ -208,8 +211,9 @@ def _sync_stream_handler(
     # instead, with the status set, and grpc sends that status after the last message.
     def handle(request: Any, context: Any) -> Iterator[Any]:
         handler = drain.enter(method, kind, None)
-        taken = _take_holds(holds)
+        taken: list[Hold] = []
         try:
+            _take_holds(holds, taken)
             if handler.interrupted:
                 _set_shutting_down(context)
                 return
