@@ -214,7 +214,7 @@ async def test_stop_before_start_and_none_means_drain_timeout() -> None:
 
 async def test_health_not_serving_then_unready_delay_keeps_serving_new_calls() -> None:
     servicer, health_servicer = Gated(), health.aio.HealthServicer()
-    async with serving(servicer, health=health_servicer, unready_delay=0.3) as (
+    async with serving(servicer, health=health_servicer, unready_delay=1.0) as (
         server,
         channel,
         _target,
@@ -230,9 +230,9 @@ async def test_health_not_serving_then_unready_delay_keeps_serving_new_calls() -
         assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
         # a new call during the delay is still served (the balancer has not moved away yet)
         assert await finish(start(channel, "unary_unary", "late"), "unary_unary") == ["late"]
-        assert time.monotonic() - began < 0.3
+        assert time.monotonic() - began < 1.0
         report = await asyncio.wait_for(stopping, BOUND)
-        assert 0.3 <= time.monotonic() - began < 1.0
+        assert 1.0 <= time.monotonic() - began < 2.0
         assert report.drained and report.completed >= 2  # the Check and the late call
 
 
@@ -243,13 +243,17 @@ async def test_unready_delay_never_beyond_the_deadline() -> None:
         assert time.monotonic() - began < 1.0 and report.drained
 
 
-@pytest.mark.parametrize("style", ["async generator", "context.write"])
-async def test_cancel_on_drain_handlers_end_with_unavailable_at_once(style: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("unary_stream", "forever"), ("stream_stream", "gate-watch"), ("unary_unary", "gate-poll")],
+    ids=["async generator", "context.write", "long poll"],
+)
+async def test_cancel_on_drain_handlers_end_with_unavailable_at_once(
+    kind: str, message: str
+) -> None:
     servicer = Gated()
-    method = STREAM if style == "async generator" else METHOD["stream_stream"]
-    kind = "unary_stream" if style == "async generator" else "stream_stream"
-    message = "forever" if style == "async generator" else "gate-watch"
-    async with serving(servicer, cancel_on_drain=[method], unready_delay=0.5) as (
+    method = METHOD[kind]
+    async with serving(servicer, cancel_on_drain=[method], unready_delay=1.0) as (
         server,
         ch,
         _target,
@@ -260,7 +264,7 @@ async def test_cancel_on_drain_handlers_end_with_unavailable_at_once(style: str)
         stopping = asyncio.ensure_future(server.stop(BOUND))
         with pytest.raises(grpc.aio.AioRpcError) as told:
             await finish(call, kind)
-        assert time.monotonic() - began < 0.1  # not after the unready delay, nor the grace
+        assert time.monotonic() - began < 0.5  # not after the unready delay, nor the grace
         assert told.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in (told.value.details() or "")
         # started during the drain: ends at once too, without running the handler
@@ -280,7 +284,7 @@ async def test_health_watch_is_told_not_serving_then_let_go(flavour: str) -> Non
     health_servicer: Any = (
         health.aio.HealthServicer() if flavour == "aio" else health.HealthServicer()
     )
-    options: dict[str, Any] = {"health": health_servicer, "unready_delay": 0.5}
+    options: dict[str, Any] = {"health": health_servicer, "unready_delay": 1.0}
     if pool is not None:
         options["migration_thread_pool"] = pool
     try:
@@ -296,7 +300,7 @@ async def test_health_watch_is_told_not_serving_then_let_go(flavour: str) -> Non
             with pytest.raises(grpc.aio.AioRpcError) as ended:
                 await asyncio.wait_for(watch.read(), BOUND)
             assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert time.monotonic() - began < 0.2  # not after the unready delay
+            assert time.monotonic() - began < 0.5  # not after the unready delay
             # a Watch opened during the delay (a health-checking client re-opens at once) is
             # told NOT_SERVING and kept until grpc's stop, not interrupted at once in a loop
             again = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
@@ -306,7 +310,7 @@ async def test_health_watch_is_told_not_serving_then_let_go(flavour: str) -> Non
                 await asyncio.wait_for(again.read(), BOUND)
             assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
             if flavour == "aio":  # a thread cannot be interrupted later: it is let go at once
-                assert time.monotonic() - began >= 0.5
+                assert time.monotonic() - began >= 1.0
             report = await asyncio.wait_for(stopping, BOUND)
             assert report.drained
             assert [info.method for info in report.interrupted] == [WATCH, WATCH]
