@@ -269,7 +269,14 @@ async def test_cancel_on_drain_handlers_end_with_unavailable_at_once(
         assert "shutting down" in (told.value.details() or "")
         # started during the drain: ends at once too, without running the handler
         late = start(ch, kind, "gate-late")
-        assert await status_of(late, kind) == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await finish(late, kind)
+        # A call whose server ends it while its client still writes the request stream is, now
+        # and then, INTERNAL "Internal error from Core" on the client: plain grpc.aio does the
+        # same (a bidi handler that aborts at once: 8-16 of 1500 calls under load, grpcio 1.85.4)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE or (
+            kind == "stream_stream" and refused.value.details() == "Internal error from Core"
+        ), refused.value
         assert "gate-late" not in servicer.started
         report = await asyncio.wait_for(stopping, BOUND)
         assert report.drained and report.cancelled == ()

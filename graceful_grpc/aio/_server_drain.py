@@ -115,6 +115,11 @@ class ServerDrain:
     def in_flight(self) -> int:
         return len(self._handlers)
 
+    @property
+    def draining(self) -> bool:
+        """Whether ``stop()`` has begun."""
+        return self.state is not ChannelState.OPEN
+
     def is_interruptible(self, method: str) -> bool:
         """Whether ``method`` is cancel-on-drain (decided once per method)."""
         known = self._interruptible.get(method)
@@ -154,8 +159,9 @@ class ServerDrain:
         return handler
 
     def sent(self, handler: Handler, *, wrote: bool) -> bool:
-        """Notes that ``handler`` sent a message (``wrote``) or its initial metadata; True if it
-        must now be interrupted (the caller does it)."""
+        """Notes that ``handler`` sent something: ``wrote`` means a message made after the drain
+        began (a health Watch's news), False its initial metadata or an older message. True if
+        it must now be interrupted (the caller does it)."""
         with self._lock:
             if self.state is ChannelState.OPEN:
                 return False

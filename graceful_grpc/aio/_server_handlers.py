@@ -220,8 +220,9 @@ def _sync_stream_handler(
             messages = iter(behavior(request, context))
             try:
                 for message in messages:
+                    told = drain.draining  # made after the drain began (read before the yield)
                     yield message
-                    if handler.interruptible and drain.sent(handler, wrote=True):
+                    if handler.interruptible and drain.sent(handler, wrote=told):
                         _set_shutting_down(context)
                         return
             finally:
@@ -252,7 +253,8 @@ class _Guarded:
         self._drain = drain
 
     async def write(self, message: Any) -> None:
-        await self._sending(self._context.write(message), wrote=True)
+        told = self._drain.draining  # a message written after the drain began
+        await self._sending(self._context.write(message), wrote=told)
 
     async def send_initial_metadata(self, metadata: Any) -> None:
         await self._sending(self._context.send_initial_metadata(metadata), wrote=False)
