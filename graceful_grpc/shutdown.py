@@ -99,12 +99,11 @@ class ShutdownSequence:
         report = await seq.wait()
 
     A channel step (``add_channel``, or ``add`` with a ``GracefulChannel``'s bound ``close`` or a
-    ``functools.partial`` of it without arguments) - and likewise a server step (``add_server``,
-    or ``add`` with a ``GracefulServer``'s bound ``stop``, which is called with ``grace=``) - is
-    called with
+    ``functools.partial`` of it without arguments) is called with
     ``grace=min(channel.drain_timeout, the step's time)``, so it returns its DrainReport within the
-    budget rather than being cut off; when forced, with ``grace=0``. A lambda around ``close`` is
-    an ordinary step: use ``add_channel`` for it.
+    budget rather than being cut off; when forced, with ``grace=0``. A server step (``add_server``,
+    or ``add`` with a ``GracefulServer``'s bound ``stop``) is called the same way. A lambda around
+    ``close`` is an ordinary step: use ``add_channel`` for it.
 
     A step that overruns is cancelled; one that does not stop then (it swallows the cancellation)
     is abandoned - left running, recorded as ``"abandoned"`` and logged - so that the later steps,
