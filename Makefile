@@ -147,9 +147,9 @@ grpcio-sweep: dist
 # `make test` never does.
 LATEST_CONSTRAINTS := build/constraints-latest-grpcio.txt
 grpcio-latest: dist
-	grep -v -E '^(grpcio|protobuf)==' $(CONSTRAINTS) > $(LATEST_CONSTRAINTS)
+	grep -v -E '^(grpcio|grpcio-health-checking|protobuf)==' $(CONSTRAINTS) > $(LATEST_CONSTRAINTS)
 	CONSTRAINTS=$(LATEST_CONSTRAINTS) .ci/venv-suite $(PYTHON) build/venvs/grpcio-latest \
-		dist/*.tar.gz --upgrade grpcio protobuf
+		dist/*.tar.gz --upgrade grpcio grpcio-health-checking protobuf
 
 clean:
 	rm -rf $(VENV) $(PROTOC_VENV) build dist *.egg-info graceful_grpc/*.so

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from ._listeners import Listeners
 from ._validation import check_seconds
-from .aio import GracefulChannel
+from .aio import GracefulChannel, GracefulServer
 from .report import DrainReport
 
 __all__ = ("ShutdownReport", "ShutdownSequence", "StepResult")
@@ -43,7 +43,7 @@ class StepResult:
             when cancelled: it is left running); or ``"error"``.
         duration: Seconds the step took.
         error: The exception it raised, for ``"error"``.
-        drain: The channel's DrainReport, for steps that close a GracefulChannel.
+        drain: The DrainReport, for steps that close a GracefulChannel or stop a GracefulServer.
     """
 
     name: str
@@ -101,8 +101,9 @@ class ShutdownSequence:
     A channel step (``add_channel``, or ``add`` with a ``GracefulChannel``'s bound ``close`` or a
     ``functools.partial`` of it without arguments) is called with
     ``grace=min(channel.drain_timeout, the step's time)``, so it returns its DrainReport within the
-    budget rather than being cut off; when forced, with ``grace=0``. A lambda around ``close`` is
-    an ordinary step: use ``add_channel`` for it.
+    budget rather than being cut off; when forced, with ``grace=0``. A server step (``add_server``,
+    or ``add`` with a ``GracefulServer``'s bound ``stop``) is called the same way. A lambda around
+    ``close`` is an ordinary step: use ``add_channel`` for it.
 
     A step that overruns is cancelled; one that does not stop then (it swallows the cancellation)
     is abandoned - left running, recorded as ``"abandoned"`` and logged - so that the later steps,
@@ -172,6 +173,21 @@ class ShutdownSequence:
         if not isinstance(channel, GracefulChannel):
             raise TypeError(f"channel must be a GracefulChannel, got {type(channel).__name__}")
         self.add(name, channel.close, timeout=timeout)
+
+    def add_server(
+        self, name: str, server: GracefulServer, *, timeout: float | None = None
+    ) -> None:
+        """Appends a step that stops ``server`` with a grace taken from the budget:
+        ``server.stop(grace=min(server.drain_timeout, the step's time))``, ``grace=0`` when
+        forced. The same as ``add(name, server.stop, timeout=timeout)``.
+
+        Raises:
+            TypeError: ``server`` is not a GracefulServer.
+            ValueError: as ``add``.
+        """
+        if not isinstance(server, GracefulServer):
+            raise TypeError(f"server must be a GracefulServer, got {type(server).__name__}")
+        self.add(name, server.stop, timeout=timeout)
 
     def add_step_listener(self, listener: Callable[[StepResult], object]) -> None:
         """Calls ``listener(result)`` as each step finishes, in order.
@@ -315,7 +331,7 @@ class ShutdownSequence:
     async def _run_step(self, step: _Step, allowed: float) -> StepResult:
         logger.info("graceful_grpc: shutdown step %r (up to %.3fs)", step.name, allowed)
         started = time.monotonic()
-        channel = _closed_channel(step.action)
+        channel = _closed_channel(step.action) or _stopped_server(step.action)
         try:
             if channel is not None:
                 return await self._close_channel(step, channel, allowed, started)
@@ -343,16 +359,18 @@ class ShutdownSequence:
         return StepResult(step.name, "ok", time.monotonic() - started, drain=drain)
 
     async def _close_channel(
-        self, step: _Step, channel: GracefulChannel, allowed: float, started: float
+        self, step: _Step, channel: GracefulChannel | GracefulServer, allowed: float, started: float
     ) -> StepResult:
+        """Closes a channel, or stops a server (the same drain under a grace)."""
+        close = channel.close if isinstance(channel, GracefulChannel) else channel.stop
         grace = 0.0 if self._forced else min(channel.drain_timeout, allowed)
-        closing = asyncio.ensure_future(channel.close(grace=grace))
+        closing = asyncio.ensure_future(close(grace=grace))
         assert self._force_event is not None
         forced = asyncio.ensure_future(self._force_event.wait())
         try:
             await asyncio.wait({closing, forced}, return_when=asyncio.FIRST_COMPLETED)
             if not closing.done():  # forced mid-drain: bring the deadline forward to now
-                await channel.close(grace=0)
+                await close(grace=0)
             report = await closing
         except Exception as error:
             return StepResult(step.name, "error", time.monotonic() - started, error=error)
@@ -400,6 +418,19 @@ def _check_signals(signals: Iterable[int]) -> list[int]:
             raise ValueError(f"{signum!r} is not a signal that can be caught")
         checked.append(int(signum))
     return checked
+
+
+def _stopped_server(action: Callable[[], Awaitable[Any]]) -> GracefulServer | None:
+    """The server, if ``action`` is a GracefulServer's bound stop method (or a partial of it
+    that passes no arguments)."""
+    if isinstance(action, functools.partial) and not action.args and not action.keywords:
+        action = action.func
+    owner = getattr(action, "__self__", None)
+    if isinstance(owner, GracefulServer) and getattr(action, "__func__", None) is (
+        GracefulServer.stop
+    ):
+        return owner
+    return None
 
 
 class _Abandoned(Exception):

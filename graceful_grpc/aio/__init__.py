@@ -1,4 +1,4 @@
-"""Graceful grpc.aio channels: drop-in, reference-counted, draining on close."""
+"""Graceful grpc.aio channels (drop-in, reference-counted, draining on close) and servers."""
 
 from ._channel import GracefulChannel, insecure_channel, secure_channel, wrap
 from ._connection import AdmitPolicy
@@ -9,11 +9,13 @@ from ._multicallable import (
     UnaryStreamMultiCallable,
     UnaryUnaryMultiCallable,
 )
+from ._server import GracefulServer, server
 from ._tracker import InFlightTracker
 
 __all__ = (
     "AdmitPolicy",
     "GracefulChannel",
+    "GracefulServer",
     "Hold",
     "InFlightTracker",
     "StreamStreamMultiCallable",
@@ -22,5 +24,6 @@ __all__ = (
     "UnaryUnaryMultiCallable",
     "insecure_channel",
     "secure_channel",
+    "server",
     "wrap",
 )

@@ -16,11 +16,12 @@ from typing import Any
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.util.types import AttributeValue
 
-from ...aio import GracefulChannel, InFlightTracker
+from ...aio import GracefulChannel, GracefulServer, InFlightTracker
 from ...report import CallInfo, DrainReport
 from ...shutdown import ShutdownSequence, StepResult
 from . import _semconv as names
 from ._instruments import Observed, SharedInstruments, instruments_of
+from ._server_instrumentation import instrument_server
 
 __all__ = ("Instrumentation", "instrument", "instrument_shutdown")
 
@@ -61,7 +62,7 @@ class Instrumentation:
 
 
 def instrument(
-    channel: GracefulChannel | InFlightTracker,
+    channel: GracefulChannel | InFlightTracker | GracefulServer,
     *,
     meter_provider: MeterProvider | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
@@ -78,6 +79,10 @@ def instrument(
     (the drains include each old connection's after a rotation). A tracker has only the
     in-flight gauge.
 
+    A ``GracefulServer`` (``aio.server()``) gets ``graceful_grpc.server.calls.in_flight``
+    (handlers running), ``graceful_grpc.server.drain.duration`` and
+    ``graceful_grpc.server.drain.calls``, with the same attributes as the channel's.
+
     A channel is one handle on its connection: instrument one handle per connection (handles
     made with ``share()`` share the connection's counters and drains, so instrumenting two would
     count them twice). Instrumenting the same channel or tracker again with the same meter
@@ -85,7 +90,7 @@ def instrument(
     with another provider (another backend) is fine.
 
     Args:
-        channel: A ``GracefulChannel`` or an ``aio.InFlightTracker``.
+        channel: A ``GracefulChannel``, an ``aio.InFlightTracker`` or a ``GracefulServer``.
         meter_provider: Where to report; None uses the global one
             (``opentelemetry.metrics.get_meter_provider()``) at the time of this call.
         attributes: Added to every data point, e.g. ``{"server.address": target}``.
@@ -98,9 +103,14 @@ def instrument(
         ValueError: already instrumented with this provider, or an attribute key the
             instrumentation sets itself (``rpc.*``, ``graceful_grpc.*``).
     """
+    if isinstance(channel, GracefulServer):
+        undo_server = instrument_server(
+            channel, meter_provider=meter_provider, attributes=attributes
+        )
+        return Instrumentation(channel, undo_server)
     if not isinstance(channel, GracefulChannel | InFlightTracker):
         raise TypeError(
-            f"instrument() takes a GracefulChannel or an InFlightTracker, "
+            f"instrument() takes a GracefulChannel or an InFlightTracker (or a GracefulServer), "
             f"got {type(channel).__name__}"
         )
     conventions = names.Conventions.from_env()

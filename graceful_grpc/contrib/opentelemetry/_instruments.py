@@ -153,6 +153,15 @@ class SharedInstruments:
             ),
         )
 
+    @property
+    def meter(self) -> Meter:
+        """The provider's ``graceful_grpc`` meter (for instruments made with ``once``)."""
+        return self._meter
+
+    def once(self, key: str, create: Callable[[], _T]) -> _T:
+        """``create()``'s value the first time ``key`` is asked for, the same one afterwards."""
+        return self._once(key, create)
+
     def _once(self, key: str, create: Callable[[], _T]) -> _T:
         with self._lock:
             if key not in self._created:

@@ -1,0 +1,274 @@
+"""Wraps each RPC's handler so the server's books see it from its start to its real end.
+
+The wrapping happens in a server interceptor placed before the user's own, so the wrapper is the
+outermost layer of whatever handler the interceptors return. grpc.aio picks how to run a handler
+from its type, so each style keeps its own: coroutine functions stay coroutine functions (an
+async generator becomes one that writes each message with ``context.write()``, so that its end is
+awaited rather than left to garbage collection), plain functions and generators stay plain (they
+run on the server's thread pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from ..errors import ChannelClosedError
+from ..report import CallKind
+from ._channel import GracefulChannel
+from ._hold import Hold
+from ._server_drain import Handler, ServerDrain
+
+__all__ = ("SHUTTING_DOWN", "TrackingInterceptor")
+
+logger = logging.getLogger("graceful_grpc")
+
+SHUTTING_DOWN = "server is shutting down: reconnect to another backend"
+"""The details of the UNAVAILABLE status that interrupted handlers end with."""
+
+_KINDS: dict[tuple[bool, bool], tuple[CallKind, str, Callable[..., grpc.RpcMethodHandler]]] = {
+    (False, False): ("unary_unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", "stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", "stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+class TrackingInterceptor(aio.ServerInterceptor):
+    """Books every handler in a ServerDrain and runs it held on the server's channels."""
+
+    def __init__(self, drain: ServerDrain, holds: tuple[GracefulChannel, ...]) -> None:
+        self._drain = drain
+        self._holds = holds
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        found = await continuation(handler_call_details)
+        if found is None:  # no such method: grpc answers UNIMPLEMENTED
+            return found
+        handler: Any = found
+        method: str = handler_call_details.method
+        kind, attribute, build = _KINDS[
+            (bool(handler.request_streaming), bool(handler.response_streaming))
+        ]
+        behavior = getattr(handler, attribute)
+        if behavior is None:
+            return found
+        wrapped = _wrap(behavior, method, kind, self._drain, self._holds)
+        return build(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _wrap(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Any]:
+    streams = kind in ("unary_stream", "stream_stream")
+    if inspect.iscoroutinefunction(behavior):
+        return _async_handler(behavior, method, kind, drain, holds)
+    if inspect.isasyncgenfunction(behavior):
+        return _async_generator_handler(behavior, method, kind, drain, holds)
+    if streams:
+        return _sync_stream_handler(behavior, method, kind, drain, holds)
+    return _sync_handler(behavior, method, kind, drain, holds)
+
+
+def _take_holds(holds: tuple[GracefulChannel, ...], taken: list[Hold]) -> None:
+    """Takes a hold on each channel into ``taken`` (released by the caller, also if this
+    raises); a closed channel is skipped."""
+    for channel in holds:
+        try:
+            taken.append(channel.hold())
+        except ChannelClosedError:  # its calls will say so; the handler still runs
+            logger.debug("graceful_grpc: server handler runs unheld on closed %r", channel)
+
+
+def _release(taken: list[Hold]) -> None:
+    for hold in taken:
+        hold.release()
+
+
+async def _end_interrupted(handler: Handler, context: Any) -> None:
+    """Ends an interrupted handler's RPC with UNAVAILABLE (raises grpc's abort error)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
+    if context.done():  # the handler had already sent its status
+        return
+    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+
+def _async_handler(
+    behavior: Callable[..., Awaitable[Any]],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Any, context: Any) -> Any:
+        handler = drain.enter(method, kind, asyncio.current_task())
+        taken: list[Hold] = []
+        try:
+            _take_holds(holds, taken)
+            if handler.interrupted:
+                await _end_interrupted(handler, context)
+                return None
+            if handler.interruptible:
+                context = _Guarded(context, handler, drain)
+            return await behavior(request, context)
+        except asyncio.CancelledError:
+            if not handler.interrupted or handler.cancelled:
+                raise
+            await _end_interrupted(handler, context)
+            return None
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _async_generator_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Awaitable[None]]:
+    async def handle(request: Any, context: Any) -> None:
+        handler = drain.enter(method, kind, asyncio.current_task())
+        taken: list[Hold] = []
+        try:
+            _take_holds(holds, taken)
+            if handler.interrupted:
+                await _end_interrupted(handler, context)
+                return
+            if handler.interruptible:
+                context = _Guarded(context, handler, drain)
+            messages = behavior(request, context)
+            try:
+                async for message in messages:
+                    await context.write(message)
+            finally:
+                await messages.aclose()
+        except asyncio.CancelledError:
+            if not handler.interrupted or handler.cancelled:
+                raise
+            await _end_interrupted(handler, context)
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _sync_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Any]:
+    def handle(request: Any, context: Any) -> Any:
+        handler = drain.enter(method, kind, None)
+        taken: list[Hold] = []
+        try:
+            _take_holds(holds, taken)
+            if handler.interrupted:
+                context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            return behavior(request, context)
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _sync_stream_handler(
+    behavior: Callable[..., Any],
+    method: str,
+    kind: CallKind,
+    drain: ServerDrain,
+    holds: tuple[GracefulChannel, ...],
+) -> Callable[..., Iterator[Any]]:
+    # grpc runs a plain generator ahead of the messages it writes (a queue of one), so an abort
+    # from here could race the write of the message just yielded: an interrupted generator ends
+    # instead, with the status set, and grpc sends that status after the last message.
+    def handle(request: Any, context: Any) -> Iterator[Any]:
+        handler = drain.enter(method, kind, None)
+        taken: list[Hold] = []
+        try:
+            _take_holds(holds, taken)
+            if handler.interrupted:
+                _set_shutting_down(context)
+                return
+            messages = iter(behavior(request, context))
+            try:
+                for message in messages:
+                    told = drain.draining  # made after the drain began (read before the yield)
+                    yield message
+                    if handler.interruptible and drain.sent(handler, wrote=told):
+                        _set_shutting_down(context)
+                        return
+            finally:
+                close = getattr(messages, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            _release(taken)
+            drain.leave(handler)
+
+    return handle
+
+
+def _set_shutting_down(context: Any) -> None:
+    context.set_code(grpc.StatusCode.UNAVAILABLE)
+    context.set_details(SHUTTING_DOWN)
+
+
+class _Guarded:
+    """The context a cancel-on-drain handler gets: the drain never interrupts it inside a
+    ``write()`` or ``send_initial_metadata()`` (grpc cannot then send the UNAVAILABLE status:
+    its batch would repeat the pending one's operations), but right after; and a write tells the
+    drain, which then interrupts a health Watch that has just told its watcher NOT_SERVING."""
+
+    def __init__(self, context: Any, handler: Handler, drain: ServerDrain) -> None:
+        self._context = context
+        self._handler = handler
+        self._drain = drain
+
+    async def write(self, message: Any) -> None:
+        told = self._drain.draining  # a message written after the drain began
+        await self._sending(self._context.write(message), wrote=told)
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        await self._sending(self._context.send_initial_metadata(metadata), wrote=False)
+
+    async def _sending(self, sending: Awaitable[None], *, wrote: bool) -> None:
+        self._handler.sending = True
+        try:
+            await sending
+        finally:
+            self._handler.sending = False
+        if self._drain.sent(self._handler, wrote=wrote):
+            task = asyncio.current_task()
+            if task is not None:
+                task.cancel()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
