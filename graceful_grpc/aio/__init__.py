@@ -1,7 +1,6 @@
 """Graceful grpc.aio channels: drop-in, reference-counted, draining on close."""
 
 from ._channel import GracefulChannel, insecure_channel, secure_channel, wrap
-from ._connection import AdmitPolicy
 from ._hold import Hold
 from ._multicallable import (
     StreamStreamMultiCallable,
@@ -9,6 +8,7 @@ from ._multicallable import (
     UnaryStreamMultiCallable,
     UnaryUnaryMultiCallable,
 )
+from ._options import AdmitPolicy
 from ._tracker import InFlightTracker
 
 __all__ = (

@@ -16,6 +16,7 @@ from temporalio.service import ConnectConfig, TLSConfig
 
 from ... import aio
 from ...aio import GracefulChannel
+from ...aio._options import OWN_CONNECTION
 from ._methods import long_poll_paths
 
 __all__ = (
@@ -30,9 +31,6 @@ MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 """Message size limit of the built-in client (grpc.aio's default receive limit is 4 MiB)."""
 
 _KEEPALIVE_MS = (30_000, 15_000)
-# grpc shares one connection between channels with the same target and arguments: a rotation that
-# keeps them would land on the very connection it means to leave.
-_OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -116,7 +114,7 @@ class _Recipe:
         )
 
     def raw(self) -> grpc.aio.Channel:
-        options = (*self.options, _OWN_CONNECTION)
+        options = (*self.options, OWN_CONNECTION)
         if self.credentials is None:
             return grpc.aio.insecure_channel(self.target, options, self.compression)
         return grpc.aio.secure_channel(self.target, self.credentials, options, self.compression)
