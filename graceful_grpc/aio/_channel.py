@@ -196,6 +196,7 @@ class GracefulChannel(aio.Channel):
 
         Raises:
             TypeError: ``listener`` is not callable.
+            ValueError: ``listener`` (or one equal to it) is already added.
         """
         self._handle.connection.drain_listeners.add(listener)
 
@@ -214,6 +215,7 @@ class GracefulChannel(aio.Channel):
 
         Raises:
             TypeError: ``listener`` is not callable.
+            ValueError: ``listener`` (or one equal to it) is already added.
         """
         self._handle.connection.rotation_listeners.add(listener)
 
