@@ -58,16 +58,32 @@ def start_with_metadata(channel: Any, kind: str, metadata: Any) -> Any:
 async def test_call_failing_locally_leaves_the_books(
     echo_server: EchoServer, kind: str, bad: str
 ) -> None:
+    expected = await _error_of_plain_grpc_aio(echo_server, kind, BAD_METADATA[bad])
     channel = aio.insecure_channel(echo_server.target, drain_timeout=30)
     call = start_with_metadata(channel, kind, BAD_METADATA[bad])
-    with pytest.raises((TypeError, grpc.RpcError, Exception)) as raised:  # as grpc.aio raises
+    with pytest.raises(type(expected)) as raised:  # exactly as grpc.aio raises
         await asyncio.wait_for(finish(call, kind), timeout=5)
-    assert not isinstance(raised.value, asyncio.CancelledError | TimeoutError)
+    assert type(raised.value) is type(expected), (raised.value, expected)
+    if isinstance(expected, grpc.aio.AioRpcError):
+        assert isinstance(raised.value, grpc.aio.AioRpcError)
+        assert raised.value.code() == expected.code()
+    elif isinstance(expected, TypeError):
+        assert str(raised.value) == str(expected)
     assert await channel.wait_idle(timeout=2)
     assert channel.in_flight == 0
     report = await asyncio.wait_for(channel.close(), timeout=2)
     assert report.drained and report.cancelled == ()
     assert report.completed == 0  # nothing was in flight when the drain started
+
+
+async def _error_of_plain_grpc_aio(server: EchoServer, kind: str, metadata: Any) -> BaseException:
+    """What plain grpc.aio raises to the caller of the same failing call."""
+    async with grpc.aio.insecure_channel(server.target) as raw:
+        try:
+            await asyncio.wait_for(finish(start_with_metadata(raw, kind, metadata), kind), 5)
+        except Exception as error:
+            return error
+    raise AssertionError("grpc.aio accepted the call")
 
 
 @kinds
@@ -406,18 +422,22 @@ async def test_abandoning_races_with_releases_on_other_threads(echo_server: Echo
         holds = [foreign_hold(channel) for _ in range(200)]
         go = threading.Event()
 
-        def release_all(go: threading.Event = go, holds: list[Any] = holds) -> None:
+        released: list[bool] = []
+
+        def release_all(
+            go: threading.Event = go, holds: list[Any] = holds, released: list[bool] = released
+        ) -> None:
             go.wait()
-            for hold in holds:
-                hold.release()
+            released.extend(hold.release() for hold in holds)
 
         thread = threading.Thread(target=release_all)
         thread.start()
         go.set()
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         thread.join(timeout=10)
-        assert channel.holds == 0
-        assert 0 <= report.abandoned_holds <= 200
+        assert channel.holds == 0 and len(released) == 200
+        # Each hold ended exactly once: by its release, or abandoned by the drain.
+        assert report.abandoned_holds == released.count(False)
         assert await channel.wait_idle(timeout=1)
 
 

@@ -117,13 +117,18 @@ class Hold:
         """Whether the hold has ended: released, or abandoned at the drain deadline."""
         return not self._token
 
-    def release(self) -> None:
-        """Ends the hold. Idempotent; safe from any task or thread."""
+    def release(self) -> bool:
+        """Ends the hold. Idempotent; safe from any task or thread.
+
+        Returns:
+            Whether this call ended it (False: it had ended already, released or abandoned).
+        """
         if not self._registry.end(self._token):
-            return
+            return False
         held = _HELD.get()
         if self in held:
             _HELD.set(tuple(hold for hold in held if hold is not self))
+        return True
 
     def __enter__(self) -> Hold:
         return self
