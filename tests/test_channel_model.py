@@ -55,7 +55,7 @@ from graceful_grpc import ChannelClosedError, ChannelState, DrainReport, DrainTi
 from graceful_grpc.aio import GracefulChannel, Hold
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, PassingInterceptor, finish, start
+from .support.calls import KINDS, METHOD, PassingInterceptor, finish, start
 
 T = TypeVar("T")
 

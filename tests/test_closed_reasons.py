@@ -10,7 +10,7 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import METHOD, finish, start
+from .support.calls import METHOD, finish, start
 
 
 def reason_of(task: asyncio.Task[object]) -> str:

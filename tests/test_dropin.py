@@ -16,7 +16,7 @@ import pytest
 from graceful_grpc import DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, call_once, finish, start
+from .support.calls import KINDS, call_once, finish, start
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 

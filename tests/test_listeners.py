@@ -10,7 +10,7 @@ import pytest
 from graceful_grpc import ChannelState, DrainReport, ShutdownSequence, StepResult, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import call_once
+from .support.calls import call_once
 
 RAISED = [asyncio.CancelledError, RuntimeError, GeneratorExit]
 

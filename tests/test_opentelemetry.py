@@ -25,7 +25,7 @@ from graceful_grpc import CallInfo, DrainReport, DrainTimeoutError, ShutdownSequ
 from graceful_grpc.contrib import opentelemetry as gotel
 from graceful_grpc.testing import EchoServer
 
-from .calls import METHOD, begin_close, call_once, finish, foreign_hold, start
+from .support.calls import METHOD, begin_close, call_once, finish, foreign_hold, start
 
 ECHO = "graceful_grpc.testing.v1.Echo"
 GRPC = {"rpc.system": "grpc"}

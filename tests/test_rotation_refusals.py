@@ -15,8 +15,8 @@ import pytest
 from graceful_grpc import ChannelState, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import call_once, start
-from .test_rotation import Recording
+from .support.calls import call_once, start
+from .support.rotation import Recording
 
 
 class _Logged(logging.Handler):
