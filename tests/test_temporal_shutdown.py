@@ -1,8 +1,8 @@
 """The seed scenario: an activity completing after SIGTERM still delivers its result.
 
-A worker process (tests/support/temporal_app.py) runs an activity that completes asynchronously through a
-completer holding the graceful channel. The test sends SIGTERM while the completer waits for its
-slow call, and answers that call only once the channel has started closing.
+A worker process (tests/support/temporal_app.py) runs an activity that completes asynchronously
+through a completer holding the graceful channel. The test sends SIGTERM while the completer waits
+for its slow call, and answers that call only once the channel has started closing.
 """
 
 from __future__ import annotations
