@@ -74,7 +74,8 @@ test: check-protos check-extension lint typecheck pytest
 
 # The full run (about 4 minutes on 2 cores); `python -m benchmarks --quick` is under two.
 bench: $(STAMP)
-	$(PY) -m benchmarks --json bench-results/full.json --plot bench-results/ratios.png
+	$(PY) -m benchmarks --json benchmarks/results/full.json --plot benchmarks/results/ratios.png \
+		> benchmarks/results/full.txt && cat benchmarks/results/full.txt
 
 # The installed grpcio's line for VERIFIED_GRPCIO in graceful_grpc/aio/_grpc_internals.py.
 grpc-internals: $(STAMP)

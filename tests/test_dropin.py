@@ -247,7 +247,7 @@ async def test_shared_handles_count_one_connection(channel: aio.GracefulChannel)
 async def test_channel_keeps_no_call_alive() -> None:
     # Like grpc.aio's own registry, the channel's is weak: it must never be what keeps a call its
     # owner dropped from being collected (grpc.aio cancels calls it collects).
-    from benchmarks.micro import FakeChannel
+    from benchmarks.harness.micro import FakeChannel
 
     channel = aio.wrap(FakeChannel())
     call = channel.unary_unary("/x/y")(b"")
