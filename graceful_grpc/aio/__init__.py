@@ -1,6 +1,7 @@
 """Graceful grpc.aio channels: drop-in, reference-counted, draining on close."""
 
-from ._channel import GracefulChannel, insecure_channel, secure_channel, wrap
+from ._channel import GracefulChannel
+from ._constructors import insecure_channel, secure_channel, wrap
 from ._hold import Hold
 from ._multicallable import (
     StreamStreamMultiCallable,

@@ -1,10 +1,12 @@
-"""GracefulChannel: a drop-in grpc.aio channel that is reference-counted and drains on close."""
+"""GracefulChannel: a drop-in grpc.aio channel that is reference-counted and drains on close.
+
+A facade: every decision is the shared ``Connection``'s; the channel checks arguments and forwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from operator import methodcaller
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -29,12 +31,11 @@ from ._options import (
     DEFAULT_ADMIT_DURING_DRAIN,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_AGE_JITTER,
-    OWN_CONNECTION,
     AdmitPolicy,
     ChannelOptions,
 )
 
-__all__ = ("GracefulChannel", "insecure_channel", "secure_channel", "wrap")
+__all__ = ("GracefulChannel", "new_channel")
 
 CallT = TypeVar("CallT")
 
@@ -428,140 +429,13 @@ class GracefulChannel(aio.Channel):
         )
 
 
-def insecure_channel(
-    target: str,
-    options: Sequence[tuple[str, Any]] | None = None,
-    compression: grpc.Compression | None = None,
-    interceptors: Sequence[Any] | None = None,
-    *,
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-    admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN,
-    cancel_on_drain: MethodFilter | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = DEFAULT_MAX_AGE_JITTER,
+def new_channel(
+    channel: aio.Channel, options: ChannelOptions, factory: Callable[[], aio.Channel] | None
 ) -> GracefulChannel:
-    """Creates an insecure graceful channel; arguments as ``grpc.aio.insecure_channel``.
-
-    Args:
-        target: The server address.
-        options: Channel arguments, as grpc.aio.
-        compression: The channel's default compression, as grpc.aio.
-        interceptors: grpc.aio client interceptors; they run, and their calls are tracked.
-        drain_timeout: Default drain deadline of ``close()`` (and ``rotate()``), in seconds.
-        admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
-            (from code inside a hold), ``"all"``, or ``"none"``.
-        cancel_on_drain: Methods whose calls the drain interrupts as it starts (see
-            ``GracefulChannel``).
-        max_age: Rotate to a new connection every ``max_age * (1 +- max_age_jitter)`` seconds
-            while OPEN; None never rotates by age.
-        max_age_jitter: The relative spread of ``max_age``, in [0, 1).
-
-    A rotation builds its grpc channel with these same arguments plus
-    ``("grpc.use_local_subchannel_pool", 1)``, so that it gets a connection of its own (a new
-    handshake, DNS answer and load-balancer pick) rather than grpc's shared one.
-
-    Raises:
-        ValueError: a bad option value, naming the argument.
-        TypeError: bad ``cancel_on_drain``.
-    """
-
-    def build(rotated: bool) -> aio.Channel:
-        return aio.insecure_channel(target, _options(options, rotated), compression, interceptors)
-
-    return _new(
-        build,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def secure_channel(
-    target: str,
-    credentials: grpc.ChannelCredentials,
-    options: Sequence[tuple[str, Any]] | None = None,
-    compression: grpc.Compression | None = None,
-    interceptors: Sequence[Any] | None = None,
-    *,
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-    admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN,
-    cancel_on_drain: MethodFilter | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = DEFAULT_MAX_AGE_JITTER,
-) -> GracefulChannel:
-    """Creates a secure graceful channel; arguments as ``grpc.aio.secure_channel`` and
-    ``insecure_channel``. To rotate to new credentials, pass a new channel to ``rotate()``."""
-
-    def build(rotated: bool) -> aio.Channel:
-        return aio.secure_channel(
-            target, credentials, _options(options, rotated), compression, interceptors
-        )
-
-    return _new(
-        build,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def wrap(
-    channel: aio.Channel,
-    *,
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-    admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN,
-    cancel_on_drain: MethodFilter | None = None,
-    factory: Callable[[], aio.Channel] | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = DEFAULT_MAX_AGE_JITTER,
-) -> GracefulChannel:
-    """Makes an existing grpc.aio channel graceful. The graceful channel takes ownership of it:
-    calls must go through the returned channel to be tracked, and closing it closes ``channel``.
-    Options as ``GracefulChannel``; ``factory`` builds the channel of each rotation.
-    """
-    return GracefulChannel(
-        channel,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        factory=factory,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def _options(
-    options: Sequence[tuple[str, Any]] | None, rotated: bool
-) -> Sequence[tuple[str, Any]] | None:
-    if not rotated:
-        return options
-    return (*(options or ()), OWN_CONNECTION)
-
-
-def _new(
-    build: Callable[[bool], aio.Channel],
-    *,
-    drain_timeout: float,
-    admit_during_drain: AdmitPolicy,
-    cancel_on_drain: MethodFilter | None,
-    max_age: float | None,
-    max_age_jitter: float,
-) -> GracefulChannel:
-    # Every option is checked, once, before the grpc channel exists: a bad one leaks nothing.
-    options = ChannelOptions.checked(
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-    channel = GracefulChannel.__new__(GracefulChannel)
-    channel._open(build(False), options, functools.partial(build, True))
-    return channel
+    """A GracefulChannel with options checked already (``insecure_channel`` and the rest)."""
+    graceful = GracefulChannel.__new__(GracefulChannel)
+    graceful._open(channel, options, factory)
+    return graceful
 
 
 def _check_grpc_channel(value: object, what: str) -> None:
