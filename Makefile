@@ -86,7 +86,8 @@ test: check-protos check-extension check-call-path lint typecheck pytest
 
 # The full run (about 4 minutes on 2 cores); `python -m benchmarks --quick` is under two.
 bench: $(STAMP)
-	$(PY) -m benchmarks --json bench-results/full.json --plot bench-results/ratios.png
+	$(PY) -m benchmarks --json benchmarks/results/full.json --plot benchmarks/results/ratios.png \
+		> benchmarks/results/full.txt && cat benchmarks/results/full.txt
 
 # Instructions per unary call and per bidi message (callgrind): raw grpc.aio, a no-op interceptor,
 # the graceful channel on the direct and on the fallback path; numbers go to BENCHMARKS.md.

@@ -13,8 +13,8 @@ SDIST_MUST_HAVE = (
     "graceful_grpc/_counter.c",
     "protos/graceful_grpc/testing/v1/echo.proto",
     "tests/conftest.py",
-    "tests/calls.py",
-    "tests/stalling_proxy.py",
+    "tests/support/calls.py",
+    "tests/support/stalling_proxy.py",
     "tests/test_channel.py",
     "benchmarks/__main__.py",
 )

@@ -24,10 +24,10 @@ from typing import Any
 
 from graceful_grpc import COUNTER_IMPLEMENTATION
 
-from . import drain, e2e, micro
-from .modes import available_modes
-from .plot import plot_ratios
-from .workloads import WORKLOADS
+from .harness import drain, e2e, micro
+from .harness.modes import available_modes
+from .harness.plot import plot_ratios
+from .harness.workloads import WORKLOADS
 
 PROFILES = {
     # rounds, units per workload, micro calls, counter pairs, thread pairs, drains, streams

@@ -45,7 +45,7 @@ def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], obj
     if mode == "raw":
         return grpc.aio.insecure_channel(target), lambda: None
     if mode == "raw+interceptor":
-        from .modes import interceptor_channel
+        from .harness.modes import interceptor_channel
 
         return interceptor_channel(target), lambda: None
     from graceful_grpc import aio

@@ -17,8 +17,8 @@ from typing import Any
 
 from graceful_grpc import COUNTER_IMPLEMENTATION
 
-from .modes import MODES
-from .workloads import WORKLOADS, Sample
+from .harness.modes import MODES
+from .harness.workloads import WORKLOADS, Sample
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -23,7 +23,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 from graceful_grpc import aio
 from graceful_grpc.testing import EchoServerProcess, echo_pb2, echo_pb2_grpc
 
-from .stats import percentile
+from .harness.stats import percentile
 
 __all__ = ("main",)
 

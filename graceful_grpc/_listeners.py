@@ -30,9 +30,12 @@ class Listeners(Generic[T]):
         self._listeners: list[Callable[[T], object]] = []
 
     def add(self, listener: Callable[[T], object]) -> None:
-        """Raises TypeError if ``listener`` is not callable."""
+        """Raises TypeError if ``listener`` is not callable, ValueError if it (or one equal to
+        it) is already added: it would be told of each event twice."""
         if not callable(listener):
             raise TypeError(f"{self._kind} listener must be callable, got {listener!r}")
+        if listener in self._listeners:
+            raise ValueError(f"{self._kind} listener {listener!r} is already added")
         self._listeners.append(listener)
 
     def remove(self, listener: Callable[[T], object]) -> None:

@@ -6,10 +6,12 @@ handles grpc.aio errors handles them unchanged.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import grpc
 from grpc import aio
 
-__all__ = ("ChannelClosedError", "DrainTimeoutError")
+__all__ = ("CLOSED_REASONS", "ChannelClosedError", "ClosedReason", "DrainTimeoutError")
 
 
 class _GracefulRpcError(aio.AioRpcError):
@@ -23,13 +25,39 @@ class _GracefulRpcError(aio.AioRpcError):
         return type(self), (self.details() or "",)
 
 
-class ChannelClosedError(_GracefulRpcError):
-    """The channel refused a new call or hold: it is closed, or draining and the caller holds none.
+ClosedReason = Literal["closed", "draining", "interrupted", "rotated"]
+CLOSED_REASONS: tuple[ClosedReason, ...] = ("closed", "draining", "interrupted", "rotated")
 
-    Status UNAVAILABLE. Raised when the call (or ``hold()``) is made.
+
+class ChannelClosedError(_GracefulRpcError):
+    """The channel refused a new call or hold, or interrupted a cancel-on-drain call.
+
+    Status UNAVAILABLE. A refusal is raised when the call (or ``hold()``, ``share()``,
+    ``rotate()``) is made; an interruption where the caller awaits the call.
+
+    Attributes:
+        reason: Why, exactly:
+
+            - ``"closed"``: the channel is CLOSED, or this handle is closed (``share()``,
+              ``rotate()``);
+            - ``"draining"``: the channel is draining and admits no new call or hold from here
+              (``admit_during_drain``);
+            - ``"interrupted"``: the channel's drain interrupted this cancel-on-drain call;
+            - ``"rotated"``: a rotation retired the connection this cancel-on-drain call ran
+              on; the channel stays open, and a new call goes to the new connection.
     """
 
     _CODE = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, details: str, reason: ClosedReason = "closed") -> None:
+        """Raises ValueError for a ``reason`` not in ``CLOSED_REASONS``."""
+        if reason not in CLOSED_REASONS:
+            raise ValueError(f"reason must be one of {CLOSED_REASONS}, got {reason!r}")
+        super().__init__(details)
+        self.reason: ClosedReason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, ClosedReason]]:  # type: ignore[override]
+        return type(self), (self.details() or "", self.reason)
 
 
 class DrainTimeoutError(_GracefulRpcError):

@@ -198,6 +198,7 @@ class ShutdownSequence:
 
         Raises:
             TypeError: ``listener`` is not callable.
+            ValueError: ``listener`` (or one equal to it) is already added.
         """
         self._step_listeners.add(listener)
 

@@ -13,14 +13,14 @@ from graceful_grpc import _counter_py
 from graceful_grpc.testing import EchoServer
 
 if TYPE_CHECKING:
-    from .temporal_server import TemporalDevServer
+    from .support.temporal_server import TemporalDevServer
 
 # The core suite runs without the temporal extras (`pip install graceful-grpc[test]`): the
 # Temporal tests are then not collected at all. `make test` installs them and runs everything.
 TEMPORAL_INSTALLED = all(
     importlib.util.find_spec(name) is not None for name in ("temporalio", "tenacity")
 )
-collect_ignore_glob = [] if TEMPORAL_INSTALLED else ["test_temporal*.py", "temporal_*.py"]
+collect_ignore_glob = [] if TEMPORAL_INSTALLED else ["test_temporal*.py", "support/temporal_*.py"]
 
 
 @pytest.fixture(params=["c", "py"])
@@ -44,7 +44,7 @@ async def echo_server() -> AsyncIterator[EchoServer]:
 @pytest.fixture(scope="session")
 def temporal_server() -> Iterator[TemporalDevServer]:
     """A real Temporal dev server for the session, started and stopped by the suite."""
-    from .temporal_server import TemporalDevServer
+    from .support.temporal_server import TemporalDevServer
 
     server = TemporalDevServer()
     server.start()

@@ -17,7 +17,7 @@ from graceful_grpc import DrainTimeoutError, aio
 from graceful_grpc.aio import _abortable, _call_factory, _grpc_internals
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, PassingInterceptor, finish, start
+from .support.calls import KINDS, METHOD, PassingInterceptor, finish, start
 
 FORCED_OFF = bool(os.environ.get(_grpc_internals.DISABLE_VARIABLE))
 

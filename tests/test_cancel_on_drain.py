@@ -14,9 +14,9 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, METHOD, finish, outcome, start
-from .silent_peer import SilentPeer
-from .test_drain_core import every_method_waiting
+from .support.calls import KINDS, METHOD, finish, outcome, start
+from .support.silent_peer import SilentPeer
+from .support.waiting import every_method_waiting
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 

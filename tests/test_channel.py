@@ -21,7 +21,7 @@ from graceful_grpc import (
 )
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, begin_close, call_once, finish, foreign_hold, start
+from .support.calls import KINDS, METHOD, begin_close, call_once, finish, foreign_hold, start
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 

@@ -35,6 +35,7 @@ import functools
 import gc
 import itertools
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ from graceful_grpc import ChannelClosedError, ChannelState, DrainReport, DrainTi
 from graceful_grpc.aio import GracefulChannel, Hold
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, PassingInterceptor, finish, start
+from .support.calls import KINDS, METHOD, PassingInterceptor, finish, start
 
 T = TypeVar("T")
 
@@ -199,7 +200,7 @@ class ChannelModel(RuleBasedStateMachine):
         self.handles: list[GracefulChannel] = []
         self.calls: list[ModelCall] = []
         self.holds: list[ModelHold] = []
-        self.idle_waiters: list[asyncio.Task[bool]] = []
+        self.idle_waiters: list[asyncio.Future[bool]] = []  # some on the other loop
         self.drain: Drain | None = None
         self.last_state = ChannelState.OPEN
         self.policy = "held"
@@ -210,6 +211,11 @@ class ChannelModel(RuleBasedStateMachine):
         self.events = itertools.count()  # orders interrupts, rotations and the drain's start
         self.gates = 0
         self.steps = 0  # rules run: deterministic, unlike what the channel did
+        self.factory_hands_out = "new"  # what the model's rotation factory returns (see below)
+        self.built: list[grpc.aio.Channel] = []  # by that factory, the newest last
+        self._other_loop: asyncio.AbstractEventLoop | None = None  # for waiters on a second loop
+        self._other_thread: threading.Thread | None = None
+        self.stray: list[GracefulChannel] = []  # handed out by a misbehaving factory
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -473,6 +479,27 @@ class ChannelModel(RuleBasedStateMachine):
             assert report.closed and report.abandoned_holds == 0, report
             assert report.drained == (not report.cancelled), report
 
+    def hand_out(self, interceptors: Any) -> Any:
+        """The model's rotation factory: a new grpc channel of its own, or what the rules ask."""
+        bad = self.factory_hands_out
+        if bad == "None":
+            return None
+        if bad == "42":
+            return 42
+        if bad == "a GracefulChannel":
+            graceful = aio.insecure_channel(self.server.target)
+            self.stray.append(graceful)
+            return graceful
+        if bad == "the channel in use":
+            return self.built[-1]  # every connection comes from this factory: the newest is current
+        raw = grpc.aio.insecure_channel(
+            self.server.target,
+            options=[("grpc.use_local_subchannel_pool", 1)],
+            interceptors=interceptors,
+        )
+        self.built.append(raw)
+        return raw
+
     # -- rules ----------------------------------------------------------------------------------
 
     @initialize(policy=st.sampled_from(["held", "all", "none"]), intercepted=st.booleans())
@@ -488,17 +515,34 @@ class ChannelModel(RuleBasedStateMachine):
         drain_timeout: float = STEP_TIMEOUT,
         cancel_on_drain: str = "none",
         max_age: float | None = None,
+        model_factory: bool = False,
+        raising_listener: str | None = None,
     ) -> None:
         # On the loop: a grpc.aio channel belongs to the loop it is created on.
         option, self.interrupt_kinds = CANCEL_ON_DRAIN[cancel_on_drain]
-        channel = aio.insecure_channel(
-            self.server.target,
-            interceptors=[PassingInterceptor()] if intercepted else None,
-            drain_timeout=drain_timeout,
-            admit_during_drain=policy,  # type: ignore[arg-type]
-            cancel_on_drain=option,
-            max_age=max_age,
-        )
+        interceptors = [PassingInterceptor()] if intercepted else None
+        options: dict[str, Any] = {
+            "drain_timeout": drain_timeout,
+            "admit_during_drain": policy,
+            "cancel_on_drain": option,
+            "max_age": max_age,
+        }
+        if model_factory:  # wrap(factory=...): a factory the rules can make misbehave
+
+            def factory() -> Any:
+                return self.hand_out(interceptors)
+
+            channel = aio.wrap(factory(), factory=factory, **options)
+        else:
+            channel = aio.insecure_channel(self.server.target, interceptors=interceptors, **options)
+        if raising_listener is not None:  # first: the model's own listeners are told after it
+            error = RAISED[raising_listener]
+
+            def raising(event: object) -> None:
+                raise error()
+
+            channel.add_rotation_listener(raising)
+            channel.add_drain_listener(raising)
         channel.add_rotation_listener(self.rotated)
         channel.add_drain_listener(self.drained)
         self.handles.append(channel)
@@ -903,10 +947,14 @@ class ChannelModel(RuleBasedStateMachine):
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.loop_thread.join(timeout=STEP_TIMEOUT)
             self.loop.close()
+            if self._other_loop is not None and self._other_thread is not None:
+                self._other_loop.call_soon_threadsafe(self._other_loop.stop)
+                self._other_thread.join(timeout=STEP_TIMEOUT)
+                self._other_loop.close()
 
     async def _stop(self) -> None:
         await self.server.stop(0)
-        mine: list[asyncio.Task[Any]] = [call.caller for call in self.calls]
+        mine: list[asyncio.Future[Any]] = [call.caller for call in self.calls]
         mine += self.idle_waiters
         mine += [rotation.task for rotation in self.rotation_log if rotation.task is not None]
         if self.drain is not None:
@@ -916,12 +964,16 @@ class ChannelModel(RuleBasedStateMachine):
             task.cancel()
         if leftover:
             await asyncio.wait(leftover, timeout=1)
+        for stray in self.stray:
+            await stray.close(grace=0)
         await self.loop.shutdown_asyncgens()
         # Drop the grpc objects here, on their loop's thread: not later, in the main thread's
         # garbage collection, after their loop has closed.
         self.calls.clear()
         self.holds.clear()
         self.idle_waiters.clear()
+        self.built.clear()
+        self.stray.clear()
         self.rotation_log.clear()
         self.handles.clear()
         self.drain = None
@@ -929,6 +981,17 @@ class ChannelModel(RuleBasedStateMachine):
 
 
 ROTATE_GRACES = (None, 0.0, 0.05, 0.1, 0.2)  # None: the channel's drain_timeout
+RAISED: dict[str, type[BaseException]] = {
+    "CancelledError": asyncio.CancelledError,
+    "RuntimeError": RuntimeError,
+}
+# What a misbehaving factory hands out, and the error rotate() must refuse it with.
+BAD_FACTORY: dict[str, type[Exception]] = {
+    "None": TypeError,
+    "42": TypeError,
+    "a GracefulChannel": TypeError,
+    "the channel in use": ValueError,
+}
 
 
 @seed(20261128)
@@ -942,6 +1005,7 @@ class RotatingChannelModel(ChannelModel):
         drain_timeout=st.sampled_from([0.1, 0.5]),  # also rotate()'s default grace
         cancel_on_drain=st.sampled_from(sorted(CANCEL_ON_DRAIN)),
         max_age=st.sampled_from([None, None, 0.05, 0.2]),
+        raising_listener=st.sampled_from([None, *sorted(RAISED)]),
     )
     def open_channel(
         self,
@@ -950,6 +1014,7 @@ class RotatingChannelModel(ChannelModel):
         drain_timeout: float,
         cancel_on_drain: str,
         max_age: float | None,
+        raising_listener: str | None,
     ) -> None:
         self.policy = policy
         self.run(
@@ -959,8 +1024,80 @@ class RotatingChannelModel(ChannelModel):
                 drain_timeout=drain_timeout,
                 cancel_on_drain=cancel_on_drain,
                 max_age=max_age,
+                model_factory=True,
+                raising_listener=raising_listener,
             )
         )
+
+    @rule(handle=st.integers(0, 7), bad=st.sampled_from(sorted(BAD_FACTORY)))
+    def rotate_with_a_bad_factory(self, handle: int, bad: str) -> None:
+        self.steps += 1
+        self.run(self._rotate_with_a_bad_factory(self.handles[handle % len(self.handles)], bad))
+
+    async def _rotate_with_a_bad_factory(self, handle: GracefulChannel, bad: str) -> None:
+        # In one loop step: a max_age rotation cannot run while the factory misbehaves.
+        before = (self.channel.rotations, self.channel.connections, len(self.built))
+        self.factory_hands_out = bad
+        try:
+            await handle.rotate()
+        except ChannelClosedError:
+            assert self.state() is not ChannelState.OPEN or handle.closed
+        except BAD_FACTORY[bad]:
+            assert self.state() is ChannelState.OPEN and not handle.closed
+        else:
+            raise AssertionError(f"rotate() took {bad} from its factory")
+        finally:
+            self.factory_hands_out = "new"
+        assert (self.channel.rotations, self.channel.connections, len(self.built)) == before
+        await self.settle()
+
+    @rule(handle=st.integers(0, 7))
+    def rotate_onto_the_channel_in_use(self, handle: int) -> None:
+        self.steps += 1
+        self.run(self._rotate_onto_the_channel_in_use(self.handles[handle % len(self.handles)]))
+
+    async def _rotate_onto_the_channel_in_use(self, handle: GracefulChannel) -> None:
+        before = (self.channel.rotations, self.channel.connections)
+        try:
+            await handle.rotate(self.built[-1])  # every connection comes from the factory
+        except ChannelClosedError:
+            assert self.state() is not ChannelState.OPEN or handle.closed
+        except ValueError:
+            assert self.state() is ChannelState.OPEN and not handle.closed
+        else:
+            raise AssertionError("rotate() onto the grpc channel in use")
+        assert (self.channel.rotations, self.channel.connections) == before
+        await self.settle()
+
+    @rule()
+    def wait_idle_on_another_loop(self) -> None:
+        self.steps += 1
+        self.run(self._wait_idle_on_another_loop())
+
+    async def _wait_idle_on_another_loop(self) -> None:
+        if self._other_loop is None:
+            self._other_loop = asyncio.new_event_loop()
+            self._other_thread = threading.Thread(
+                target=self._other_loop.run_forever, name="model's other loop"
+            )
+            self._other_thread.start()
+        waiting = asyncio.run_coroutine_threadsafe(self.channel.wait_idle(), self._other_loop)
+        self.idle_waiters.append(asyncio.wrap_future(waiting))
+        await self.settle()
+
+    @rule()
+    def drop_a_max_age_channel(self) -> None:
+        self.steps += 1
+        self.run(self._drop_a_max_age_channel())
+
+    async def _drop_a_max_age_channel(self) -> None:
+        target = self.server.target
+        raw = grpc.aio.insecure_channel(target)
+        dropped = aio.wrap(raw, factory=lambda: grpc.aio.insecure_channel(target), max_age=0.01)
+        collected = weakref.ref(raw)
+        del raw, dropped  # reference counting frees it at once (no gc.collect(): it is slow)
+        assert collected() is None, "a max_age channel dropped without close() lives on"
+        await self.settle()
 
     @rule(
         handle=st.integers(0, 7),

@@ -17,9 +17,9 @@ from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, a
 from graceful_grpc.aio import Hold
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import PassingInterceptor, outcome
-from .silent_peer import SilentPeer
-from .stalling_proxy import StallingProxy, write_until_blocked
+from .support.calls import PassingInterceptor, outcome
+from .support.silent_peer import SilentPeer
+from .support.stalling_proxy import StallingProxy, write_until_blocked
 
 
 def request(message: str = "m") -> echo_pb2.EchoRequest:

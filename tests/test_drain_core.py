@@ -19,9 +19,10 @@ from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, a
 from graceful_grpc.aio._call_factory import DIRECT_AVAILABLE
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
-from .silent_peer import SilentPeer
-from .stalling_proxy import StallingProxy, write_until_blocked
+from .support.calls import KINDS, METHOD, call_once, finish, foreign_hold, outcome, start
+from .support.silent_peer import SilentPeer
+from .support.stalling_proxy import StallingProxy, write_until_blocked
+from .support.waiting import every_method_waiting, start_reader_writer
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 
@@ -70,11 +71,17 @@ async def test_call_failing_locally_leaves_the_books(
 ) -> None:
     if _grpc_never_ends(kind, bad):
         pytest.skip(f"grpcio {grpc.__version__} never ends this call itself (see the next test)")  # type: ignore[attr-defined]
+    expected = await _error_of_plain_grpc_aio(echo_server, kind, BAD_METADATA[bad])
     channel = aio.insecure_channel(echo_server.target, drain_timeout=30)
     call = start_with_metadata(channel, kind, BAD_METADATA[bad])
-    with pytest.raises((TypeError, grpc.RpcError, Exception)) as raised:  # as grpc.aio raises
+    with pytest.raises(type(expected)) as raised:  # exactly as grpc.aio raises
         await asyncio.wait_for(finish(call, kind), timeout=5)
-    assert not isinstance(raised.value, asyncio.CancelledError | TimeoutError)
+    assert type(raised.value) is type(expected), (raised.value, expected)
+    if isinstance(expected, grpc.aio.AioRpcError):
+        assert isinstance(raised.value, grpc.aio.AioRpcError)
+        assert raised.value.code() == expected.code()
+    elif isinstance(expected, TypeError):
+        assert str(raised.value) == str(expected)
     assert await channel.wait_idle(timeout=2)
     assert channel.in_flight == 0
     report = await asyncio.wait_for(channel.close(), timeout=2)
@@ -101,6 +108,16 @@ async def test_stream_call_that_grpc_never_ends_is_ended_by_the_drain(
         await asyncio.wait_for(waiting, timeout=5)
 
 
+async def _error_of_plain_grpc_aio(server: EchoServer, kind: str, metadata: Any) -> BaseException:
+    """What plain grpc.aio raises to the caller of the same failing call."""
+    async with grpc.aio.insecure_channel(server.target) as raw:
+        try:
+            await asyncio.wait_for(finish(start_with_metadata(raw, kind, metadata), kind), 5)
+        except Exception as error:
+            return error
+    raise AssertionError("grpc.aio accepted the call")
+
+
 @kinds
 async def test_call_failing_locally_never_awaited_leaves_the_books(
     echo_server: EchoServer, kind: str
@@ -109,7 +126,7 @@ async def test_call_failing_locally_never_awaited_leaves_the_books(
     call = start_with_metadata(channel, kind, BAD_METADATA["non-str key"])
     if not DIRECT_AVAILABLE and kind.startswith("unary_"):
         # The fallback watches a unary-request call's start only once it is awaited (see
-        # _abortable.make_abortable): never awaited, it stays until the drain's deadline.
+        # aio/_fallback.py): never awaited, it stays until the drain's deadline.
         assert not await channel.wait_idle(timeout=0.2)
         report = await asyncio.wait_for(channel.close(grace=0.1), timeout=2)
         assert [info.method for info in report.cancelled] == [METHOD[kind]]
@@ -248,53 +265,6 @@ async def test_owner_cancellation_during_the_abort_stays_cancelled_error(
 
 
 # -- 5. every awaiting method answers within 100 ms of the abort, whatever the network does --
-
-AWAITING: dict[str, tuple[tuple[str, ...], Callable[[Any], Any]]] = {
-    "await": (("unary_unary", "stream_unary"), lambda call: call),
-    "read": (("unary_stream", "stream_stream"), lambda call: call.read()),
-    "iterate": (
-        ("unary_stream", "stream_stream"),
-        lambda call: _drain_iterator(call),
-    ),
-    "write": (("stream_unary", "stream_stream"), lambda call: call.write(request())),
-    "done_writing": (("stream_unary", "stream_stream"), lambda call: call.done_writing()),
-    "wait_for_connection": (KINDS, lambda call: call.wait_for_connection()),
-    "initial_metadata": (KINDS, lambda call: call.initial_metadata()),
-    "trailing_metadata": (KINDS, lambda call: call.trailing_metadata()),
-    "code": (KINDS, lambda call: call.code()),
-    "details": (KINDS, lambda call: call.details()),
-}
-
-
-async def _drain_iterator(call: Any) -> list[Any]:
-    return [message async for message in call]
-
-
-def start_reader_writer(channel: Any, kind: str) -> Any:
-    """A call of ``kind``; stream-request calls in reader/writer style (no request iterator)."""
-    stub = echo_pb2_grpc.EchoStub(channel)
-    if kind == "unary_unary":
-        return stub.Unary(request())
-    if kind == "unary_stream":
-        return stub.ServerStream(request())
-    if kind == "stream_unary":
-        return stub.ClientStream()
-    return stub.BidiStream()
-
-
-async def every_method_waiting(channel: Any, peer: SilentPeer) -> dict[str, asyncio.Task[Any]]:
-    """A call per kind and awaiting method on ``channel`` to ``peer``, a task awaiting each;
-    returns them once all are blocked ("kind.method" -> task)."""
-    waiting: dict[str, asyncio.Task[Any]] = {}
-    for method, (call_kinds, awaiting) in AWAITING.items():
-        for kind in call_kinds:
-            call = start_reader_writer(channel, kind)
-            waiting[f"{kind}.{method}"] = asyncio.ensure_future(awaiting(call))
-    await asyncio.wait_for(peer.connected.wait(), timeout=5)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert [name for name, task in waiting.items() if task.done()] == []
-    return waiting
 
 
 async def test_every_awaiting_method_answers_at_once_when_the_peer_never_answers() -> None:
@@ -444,18 +414,22 @@ async def test_abandoning_races_with_releases_on_other_threads(echo_server: Echo
         holds = [foreign_hold(channel) for _ in range(200)]
         go = threading.Event()
 
-        def release_all(go: threading.Event = go, holds: list[Any] = holds) -> None:
+        released: list[bool] = []
+
+        def release_all(
+            go: threading.Event = go, holds: list[Any] = holds, released: list[bool] = released
+        ) -> None:
             go.wait()
-            for hold in holds:
-                hold.release()
+            released.extend(hold.release() for hold in holds)
 
         thread = threading.Thread(target=release_all)
         thread.start()
         go.set()
         report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
         thread.join(timeout=10)
-        assert channel.holds == 0
-        assert 0 <= report.abandoned_holds <= 200
+        assert channel.holds == 0 and len(released) == 200
+        # Each hold ended exactly once: by its release, or abandoned by the drain.
+        assert report.abandoned_holds == released.count(False)
         assert await channel.wait_idle(timeout=1)
 
 

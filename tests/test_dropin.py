@@ -16,7 +16,7 @@ import pytest
 from graceful_grpc import DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, call_once, finish, start
+from .support.calls import KINDS, call_once, finish, start
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 
@@ -247,7 +247,7 @@ async def test_shared_handles_count_one_connection(channel: aio.GracefulChannel)
 async def test_channel_keeps_no_call_alive() -> None:
     # Like grpc.aio's own registry, the channel's is weak: it must never be what keeps a call its
     # owner dropped from being collected (grpc.aio cancels calls it collects).
-    from benchmarks.micro import FakeChannel
+    from benchmarks.harness.micro import FakeChannel
 
     channel = aio.wrap(FakeChannel())
     call = channel.unary_unary("/x/y")(b"")

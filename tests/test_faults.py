@@ -21,8 +21,8 @@ import pytest
 from graceful_grpc import ChannelState, DrainReport, DrainTimeoutError, aio
 from graceful_grpc.testing import EchoServer, EchoServerProcess, echo_pb2, echo_pb2_grpc
 
-from .calls import KINDS, call_once, finish, start
-from .stalling_proxy import StallingProxy
+from .support.calls import KINDS, call_once, finish, start
+from .support.stalling_proxy import StallingProxy
 
 # close() may overrun its deadline by this much (the bound).
 CLOSE_SLACK = 0.05

@@ -10,7 +10,7 @@ import pytest
 from graceful_grpc import ChannelState, DrainReport, ShutdownSequence, StepResult, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import call_once
+from .support.calls import call_once
 
 RAISED = [asyncio.CancelledError, RuntimeError, GeneratorExit]
 
@@ -72,3 +72,15 @@ async def test_a_raising_step_listener_leaves_the_sequence_running(
     report = await asyncio.wait_for(sequence.run(), timeout=5)
     assert report.ok and [step.name for step in heard] == ["first", "close channel"]
     assert channel.state is ChannelState.CLOSED
+
+
+async def test_a_listener_added_twice_is_refused(echo_server: EchoServer) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    heard: list[DrainReport] = []
+    channel.add_drain_listener(heard.append)
+    other = channel.share()
+    with pytest.raises(ValueError, match="already added"):
+        other.add_drain_listener(heard.append)  # the listeners are the connection's
+    await other.close()
+    await channel.close()
+    assert len(heard) == 1

@@ -25,7 +25,7 @@ from graceful_grpc import CallInfo, DrainReport, DrainTimeoutError, ShutdownSequ
 from graceful_grpc.contrib import opentelemetry as gotel
 from graceful_grpc.testing import EchoServer
 
-from .calls import METHOD, begin_close, finish, foreign_hold, start
+from .support.calls import METHOD, begin_close, call_once, finish, foreign_hold, start
 
 ECHO = "graceful_grpc.testing.v1.Echo"
 GRPC = {"rpc.system": "grpc"}
@@ -297,6 +297,26 @@ async def test_instrumenting_twice_with_one_provider_is_refused(
         assert drain.count == 1  # counted once per provider, not once per instrumentation
     again.uninstrument()
     other.uninstrument()
+
+
+async def test_a_second_handle_of_an_instrumented_connection_is_refused(
+    echo_server: EchoServer, provider: MeterProvider, reader: InMemoryMetricReader
+) -> None:
+    channel = aio.insecure_channel(echo_server.target)
+    other = channel.share()
+    first = gotel.instrument(channel, meter_provider=provider, attributes=TARGET)
+    with pytest.raises(ValueError, match="already instrumented"):
+        gotel.instrument(other, meter_provider=provider)
+    await call_once(channel, "unary_unary")
+    await channel.rotate()
+    await other.close()
+    await channel.close()
+    metrics = collect(reader)
+    drains = metrics.points["graceful_grpc.client.drain.duration"]
+    assert sum(point.count for _, point in drains) == 2  # the old connection's, and the close's
+    assert metrics.value("graceful_grpc.client.rotations", **TARGET, **GRPC) == 1
+    assert metrics.attribute_sets("graceful_grpc.client.calls.in_flight") == [{**TARGET, **GRPC}]
+    first.uninstrument()
 
 
 async def test_a_collected_channel_is_no_longer_reported(

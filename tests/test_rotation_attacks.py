@@ -14,8 +14,8 @@ import pytest
 from graceful_grpc import ChannelClosedError, ChannelState, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, METHOD, PassingInterceptor, finish, foreign_hold, outcome, start
-from .test_rotation import recording_channel
+from .support.calls import KINDS, METHOD, PassingInterceptor, finish, foreign_hold, outcome, start
+from .support.rotation import recording_channel
 
 kinds = pytest.mark.parametrize("kind", KINDS)
 STREAMS = lambda method: method.endswith("Stream")  # noqa: E731 - a cancel_on_drain predicate

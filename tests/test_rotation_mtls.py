@@ -10,9 +10,9 @@ import pytest
 
 from graceful_grpc import aio
 
-from .calls import call_once
-from .mtls import Pki, client_credentials, serve_switchable
-from .test_rotation import Load
+from .support.calls import call_once
+from .support.mtls import Pki, client_credentials, serve_switchable
+from .support.rotation import Load
 
 
 async def test_mtls_rotation_to_new_trust_roots_under_load() -> None:

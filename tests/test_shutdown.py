@@ -16,7 +16,7 @@ import pytest
 from graceful_grpc import ChannelState, DrainTimeoutError, ShutdownSequence, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import finish, start
+from .support.calls import finish, start
 
 
 async def test_steps_run_in_order_and_report() -> None:

@@ -12,7 +12,7 @@ import pytest
 from graceful_grpc import ChannelClosedError, aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, start
+from .support.calls import KINDS, start
 
 STUBS_AFTER_CLOSE_ON_UVLOOP = """
 import uvloop

@@ -23,8 +23,8 @@ import graceful_grpc.contrib.temporalio as gtemporal
 from graceful_grpc import ChannelState
 from graceful_grpc.contrib.temporalio import GracefulServiceClient, connect, method_table
 
-from .temporal_server import TemporalDevServer
-from .temporal_workflows import GreetingWorkflow
+from .support.temporal_server import TemporalDevServer
+from .support.temporal_workflows import GreetingWorkflow
 
 pytestmark = pytest.mark.temporal
 

@@ -31,9 +31,9 @@ from temporalio.worker import Worker
 from graceful_grpc import ChannelState
 from graceful_grpc.contrib.temporalio import GracefulServiceClient, GrpcForkSupportWarning, connect
 
-from .connect_proxy import ConnectProxy
-from .temporal_sandboxed_workflows import EchoWorkflow
-from .temporal_server import TemporalDevServer
+from .support.connect_proxy import ConnectProxy
+from .support.temporal_sandboxed_workflows import EchoWorkflow
+from .support.temporal_server import TemporalDevServer
 
 pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,7 +230,7 @@ async def test_close_drains_every_running_loop(
 
 def run_scenario(name: str, target: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tests.temporal_fork", name, target],
+        [sys.executable, "-m", "tests.support.temporal_fork", name, target],
         cwd=ROOT,
         env={**os.environ, **env},
         capture_output=True,

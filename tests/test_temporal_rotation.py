@@ -23,9 +23,9 @@ from temporalio.worker import Worker
 from graceful_grpc import ChannelClosedError, aio
 from graceful_grpc.contrib.temporalio import GracefulServiceClient, connect, method_table
 
-from .stalling_proxy import StallingProxy
-from .temporal_server import TemporalDevServer
-from .temporal_workflows import SignalledWorkflow
+from .support.stalling_proxy import StallingProxy
+from .support.temporal_server import TemporalDevServer
+from .support.temporal_workflows import SignalledWorkflow
 
 pytestmark = pytest.mark.temporal
 

@@ -1,8 +1,8 @@
 """The seed scenario: an activity completing after SIGTERM still delivers its result.
 
-A worker process (tests/temporal_app.py) runs an activity that completes asynchronously through a
-completer holding the graceful channel. The test sends SIGTERM while the completer waits for its
-slow call, and answers that call only once the channel has started closing.
+A worker process (tests/support/temporal_app.py) runs an activity that completes asynchronously
+through a completer holding the graceful channel. The test sends SIGTERM while the completer waits
+for its slow call, and answers that call only once the channel has started closing.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from temporalio.worker import Worker
 
 from graceful_grpc.contrib.temporalio import connect
 
-from .stalling_proxy import StallingProxy
-from .temporal_server import TemporalDevServer
-from .temporal_workflows import ReportWorkflow
+from .support.stalling_proxy import StallingProxy
+from .support.temporal_server import TemporalDevServer
+from .support.temporal_workflows import ReportWorkflow
 
 pytestmark = pytest.mark.temporal
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ async def start_worker(
     command = [
         sys.executable,
         "-m",
-        "tests.temporal_app",
+        "tests.support.temporal_app",
         "--mode",
         mode,
         "--target",

@@ -24,8 +24,8 @@ from graceful_grpc import ChannelState, aio
 from graceful_grpc.contrib.temporalio import GracefulServiceClient, method_table
 from graceful_grpc.contrib.temporalio._options import channel_factory
 
-from .temporal_server import TemporalDevServer
-from .temporal_workflows import SignalledWorkflow
+from .support.temporal_server import TemporalDevServer
+from .support.temporal_workflows import SignalledWorkflow
 
 pytestmark = pytest.mark.temporal
 

@@ -10,7 +10,7 @@ import pytest
 from graceful_grpc import aio
 from graceful_grpc.testing import EchoServer
 
-from .calls import KINDS, finish, start
+from .support.calls import KINDS, finish, start
 
 
 @pytest.mark.parametrize("kind", KINDS)

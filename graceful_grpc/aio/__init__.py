@@ -1,7 +1,7 @@
 """Graceful grpc.aio channels (drop-in, reference-counted, draining on close) and servers."""
 
-from ._channel import GracefulChannel, insecure_channel, secure_channel, wrap
-from ._connection import AdmitPolicy
+from ._channel import GracefulChannel
+from ._constructors import insecure_channel, secure_channel, wrap
 from ._hold import Hold
 from ._multicallable import (
     StreamStreamMultiCallable,
@@ -9,6 +9,7 @@ from ._multicallable import (
     UnaryStreamMultiCallable,
     UnaryUnaryMultiCallable,
 )
+from ._options import AdmitPolicy
 from ._server import GracefulServer, server
 from ._tracker import InFlightTracker
 

@@ -1,10 +1,12 @@
-"""GracefulChannel: a drop-in grpc.aio channel that is reference-counted and drains on close."""
+"""GracefulChannel: a drop-in grpc.aio channel that is reference-counted and drains on close.
+
+A facade: every decision is the shared ``Connection``'s; the channel checks arguments and forwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from operator import methodcaller
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,17 +18,24 @@ from .._validation import check_seconds
 from ..errors import ChannelClosedError
 from ..report import CallKind, DrainReport
 from ..state import ChannelState
-from ._connection import ADMIT_POLICIES, AdmitPolicy, CallSite, Connection, Handle
+from ._connection import CallSite, Connection, Handle
 from ._hold import Hold
-from ._method_filter import MethodFilter, compile_method_filter
+from ._method_filter import MethodFilter
 from ._multicallable import (
     StreamStreamMultiCallable,
     StreamUnaryMultiCallable,
     UnaryStreamMultiCallable,
     UnaryUnaryMultiCallable,
 )
+from ._options import (
+    DEFAULT_ADMIT_DURING_DRAIN,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_MAX_AGE_JITTER,
+    AdmitPolicy,
+    ChannelOptions,
+)
 
-__all__ = ("GracefulChannel", "insecure_channel", "secure_channel", "wrap")
+__all__ = ("GracefulChannel", "new_channel")
 
 CallT = TypeVar("CallT")
 
@@ -53,12 +62,12 @@ class GracefulChannel(aio.Channel):
         self,
         channel: aio.Channel,
         *,
-        drain_timeout: float = 30.0,
-        admit_during_drain: AdmitPolicy = "held",
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN,
         cancel_on_drain: MethodFilter | None = None,
         factory: Callable[[], aio.Channel] | None = None,
         max_age: float | None = None,
-        max_age_jitter: float = 0.1,
+        max_age_jitter: float = DEFAULT_MAX_AGE_JITTER,
     ) -> None:
         """Wraps ``channel``, which it then owns (closing the last handle closes it).
 
@@ -92,25 +101,29 @@ class GracefulChannel(aio.Channel):
                 a malformed method name in ``cancel_on_drain``; ``max_age`` not positive and
                 finite; ``max_age_jitter`` outside [0, 1).
         """
-        drain_timeout = _check_options(drain_timeout, admit_during_drain)
-        interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")
-        max_age = _check_age(max_age, max_age_jitter, factory)
+        options = ChannelOptions.checked(
+            drain_timeout=drain_timeout,
+            admit_during_drain=admit_during_drain,
+            cancel_on_drain=cancel_on_drain,
+            max_age=max_age,
+            max_age_jitter=max_age_jitter,
+            has_factory=factory is not None,
+        )
+        self._open(channel, options, factory)
+
+    def _open(
+        self,
+        channel: aio.Channel,
+        options: ChannelOptions,
+        factory: Callable[[], aio.Channel] | None,
+    ) -> None:
         if isinstance(channel, GracefulChannel):
             raise TypeError(
                 "channel is already a GracefulChannel; use its share() for another handle"
             )
         _check_grpc_channel(channel, "channel")
-        self._handle = Handle(
-            Connection(
-                channel,
-                drain_timeout=drain_timeout,
-                admit_during_drain=admit_during_drain,
-                cancel_on_drain=interrupt,
-                factory=None if factory is None else _checked_factory(factory),
-                max_age=max_age,
-                max_age_jitter=max_age_jitter,
-            )
-        )
+        checked = None if factory is None else _checked_factory(factory)
+        self._handle = Handle(Connection(channel, options, checked))
 
     # -- reference counting --------------------------------------------------------------------
 
@@ -122,7 +135,7 @@ class GracefulChannel(aio.Channel):
     @property
     def holds(self) -> int:
         """Outstanding holds on the connection."""
-        return self._handle.connection.holds.value
+        return self._handle.connection.holds.count.value
 
     @property
     def state(self) -> ChannelState:
@@ -137,7 +150,7 @@ class GracefulChannel(aio.Channel):
     @property
     def drain_timeout(self) -> float:
         """The default drain deadline of ``close()``, in seconds."""
-        return self._handle.connection.drain_timeout
+        return self._handle.connection.options.drain_timeout
 
     @property
     def connections(self) -> int:
@@ -184,6 +197,7 @@ class GracefulChannel(aio.Channel):
 
         Raises:
             TypeError: ``listener`` is not callable.
+            ValueError: ``listener`` (or one equal to it) is already added.
         """
         self._handle.connection.drain_listeners.add(listener)
 
@@ -202,6 +216,7 @@ class GracefulChannel(aio.Channel):
 
         Raises:
             TypeError: ``listener`` is not callable.
+            ValueError: ``listener`` (or one equal to it) is already added.
         """
         self._handle.connection.rotation_listeners.add(listener)
 
@@ -242,10 +257,7 @@ class GracefulChannel(aio.Channel):
             ChannelClosedError: the channel is closed, or this handle is closed or draining and
                 ``admit_during_drain`` refuses new work from here.
         """
-        connection = self._handle.connection
-        if self._handle.closed:
-            connection.admit("hold")
-        return connection.hold()
+        return self._handle.connection.hold(self._handle)
 
     def share(self) -> Self:
         """Returns a new handle on the same connection, for another owner to close.
@@ -256,7 +268,7 @@ class GracefulChannel(aio.Channel):
             ChannelClosedError: this handle is closed.
         """
         if self._handle.closed:
-            raise ChannelClosedError("cannot share a closed graceful_grpc channel handle")
+            raise ChannelClosedError("cannot share a closed graceful_grpc channel handle", "closed")
         handle = type(self).__new__(type(self))
         handle._handle = Handle(self._handle.connection)
         return handle
@@ -298,15 +310,10 @@ class GracefulChannel(aio.Channel):
         A refused rotation changes nothing: the channel stays on its connection.
         """
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
-        connection = self._handle.connection
-        connection.check_rotatable()
-        if self._handle.closed:
-            raise ChannelClosedError("cannot rotate through a closed graceful_grpc channel handle")
-        if new_channel is None:
-            new_channel = connection.new_raw()
-        else:
+        if new_channel is not None:
             _check_grpc_channel(new_channel, "new_channel")
-        return await asyncio.shield(connection.rotate(new_channel, seconds))
+        rotation = self._handle.connection.rotate(self._handle, new_channel, seconds)
+        return await asyncio.shield(rotation)
 
     async def close(self, grace: float | None = None) -> DrainReport:
         """Closes this handle; the last one to close drains and closes the connection.
@@ -327,11 +334,10 @@ class GracefulChannel(aio.Channel):
             ValueError: ``grace`` negative, NaN or infinite.
         """
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
-        connection = self._handle.connection
-        last = self._handle.close()
-        if not last and connection.drain_task is None:
+        drain = self._handle.connection.close(self._handle, seconds)
+        if drain is None:
             return _NOT_LAST
-        return await asyncio.shield(connection.drain(seconds))
+        return await asyncio.shield(drain)
 
     async def __aenter__(self) -> Self:
         return self
@@ -423,154 +429,13 @@ class GracefulChannel(aio.Channel):
         )
 
 
-def insecure_channel(
-    target: str,
-    options: Sequence[tuple[str, Any]] | None = None,
-    compression: grpc.Compression | None = None,
-    interceptors: Sequence[Any] | None = None,
-    *,
-    drain_timeout: float = 30.0,
-    admit_during_drain: AdmitPolicy = "held",
-    cancel_on_drain: MethodFilter | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = 0.1,
+def new_channel(
+    channel: aio.Channel, options: ChannelOptions, factory: Callable[[], aio.Channel] | None
 ) -> GracefulChannel:
-    """Creates an insecure graceful channel; arguments as ``grpc.aio.insecure_channel``.
-
-    Args:
-        target: The server address.
-        options: Channel arguments, as grpc.aio.
-        compression: The channel's default compression, as grpc.aio.
-        interceptors: grpc.aio client interceptors; they run, and their calls are tracked.
-        drain_timeout: Default drain deadline of ``close()`` (and ``rotate()``), in seconds.
-        admit_during_drain: Which new calls and holds a draining channel admits: ``"held"``
-            (from code inside a hold), ``"all"``, or ``"none"``.
-        cancel_on_drain: Methods whose calls the drain interrupts as it starts (see
-            ``GracefulChannel``).
-        max_age: Rotate to a new connection every ``max_age * (1 +- max_age_jitter)`` seconds
-            while OPEN; None never rotates by age.
-        max_age_jitter: The relative spread of ``max_age``, in [0, 1).
-
-    A rotation builds its grpc channel with these same arguments plus
-    ``("grpc.use_local_subchannel_pool", 1)``, so that it gets a connection of its own (a new
-    handshake, DNS answer and load-balancer pick) rather than grpc's shared one.
-
-    Raises:
-        ValueError: a bad option value, naming the argument.
-        TypeError: bad ``cancel_on_drain``.
-    """
-
-    def build(rotated: bool) -> aio.Channel:
-        return aio.insecure_channel(target, _options(options, rotated), compression, interceptors)
-
-    return _new(
-        build,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def secure_channel(
-    target: str,
-    credentials: grpc.ChannelCredentials,
-    options: Sequence[tuple[str, Any]] | None = None,
-    compression: grpc.Compression | None = None,
-    interceptors: Sequence[Any] | None = None,
-    *,
-    drain_timeout: float = 30.0,
-    admit_during_drain: AdmitPolicy = "held",
-    cancel_on_drain: MethodFilter | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = 0.1,
-) -> GracefulChannel:
-    """Creates a secure graceful channel; arguments as ``grpc.aio.secure_channel`` and
-    ``insecure_channel``. To rotate to new credentials, pass a new channel to ``rotate()``."""
-
-    def build(rotated: bool) -> aio.Channel:
-        return aio.secure_channel(
-            target, credentials, _options(options, rotated), compression, interceptors
-        )
-
-    return _new(
-        build,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def wrap(
-    channel: aio.Channel,
-    *,
-    drain_timeout: float = 30.0,
-    admit_during_drain: AdmitPolicy = "held",
-    cancel_on_drain: MethodFilter | None = None,
-    factory: Callable[[], aio.Channel] | None = None,
-    max_age: float | None = None,
-    max_age_jitter: float = 0.1,
-) -> GracefulChannel:
-    """Makes an existing grpc.aio channel graceful. The graceful channel takes ownership of it:
-    calls must go through the returned channel to be tracked, and closing it closes ``channel``.
-    Options as ``GracefulChannel``; ``factory`` builds the channel of each rotation.
-    """
-    return GracefulChannel(
-        channel,
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=cancel_on_drain,
-        factory=factory,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-_LOCAL_SUBCHANNEL_POOL = ("grpc.use_local_subchannel_pool", 1)
-
-
-def _options(
-    options: Sequence[tuple[str, Any]] | None, rotated: bool
-) -> Sequence[tuple[str, Any]] | None:
-    if not rotated:
-        return options
-    return (*(options or ()), _LOCAL_SUBCHANNEL_POOL)
-
-
-def _new(
-    build: Callable[[bool], aio.Channel],
-    *,
-    drain_timeout: float,
-    admit_during_drain: AdmitPolicy,
-    cancel_on_drain: MethodFilter | None,
-    max_age: float | None,
-    max_age_jitter: float,
-) -> GracefulChannel:
-    # Every option is checked before the grpc channel exists: a bad one leaks nothing.
-    _check_options(drain_timeout, admit_during_drain)
-    interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")  # once: maybe one-shot
-    factory = functools.partial(build, True)
-    _check_age(max_age, max_age_jitter, factory)
-    return wrap(
-        build(False),
-        drain_timeout=drain_timeout,
-        admit_during_drain=admit_during_drain,
-        cancel_on_drain=interrupt,
-        factory=factory,
-        max_age=max_age,
-        max_age_jitter=max_age_jitter,
-    )
-
-
-def _check_options(drain_timeout: float, admit_during_drain: str) -> float:
-    if admit_during_drain not in ADMIT_POLICIES:
-        raise ValueError(
-            f"admit_during_drain must be one of {ADMIT_POLICIES}, got {admit_during_drain!r}"
-        )
-    return check_seconds(drain_timeout, "drain_timeout")
+    """A GracefulChannel with options checked already (``insecure_channel`` and the rest)."""
+    graceful = GracefulChannel.__new__(GracefulChannel)
+    graceful._open(channel, options, factory)
+    return graceful
 
 
 def _check_grpc_channel(value: object, what: str) -> None:
@@ -589,15 +454,3 @@ def _checked_factory(factory: Callable[[], aio.Channel]) -> Callable[[], aio.Cha
         return raw
 
     return build
-
-
-def _check_age(max_age: float | None, jitter: float, factory: object) -> float | None:
-    check_seconds(jitter, "max_age_jitter")
-    if jitter >= 1:
-        raise ValueError(f"max_age_jitter must be below 1, got {jitter!r}")
-    if max_age is None:
-        return None
-    seconds = check_seconds(max_age, "max_age", positive=True)
-    if factory is None:
-        raise TypeError("max_age needs a factory to build each new connection: wrap(factory=...)")
-    return seconds

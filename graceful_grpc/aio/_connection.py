@@ -1,74 +1,44 @@
-"""The connection that a channel's handles share, and the one owner of its state machine.
+"""The state all handles of a graceful channel share, and the one owner of every decision on it.
 
-Every decision about the connection's state - admitting a call or a hold, counting calls started
-and finished, moving new calls to a new grpc channel (rotation), deciding that a drain is over,
-interrupting cancel-on-drain calls, aborting what is left at a deadline, abandoning holds - is made
-here, in synchronous methods that run to completion on the event loop (hold releases may come from
-other threads; they only ever count down). The I/O - waiting for calls to end and closing grpc
-channels - is separate, in ``_run_drain`` and ``_retire``, and a grpc channel is closed even when
-its drain is cancelled.
+Admitting a call or a hold (from a closed handle, or while draining), whether a handle's close
+starts the drain, rotation, interrupting cancel-on-drain calls, deciding a drain is over, aborting
+what is left at a deadline, abandoning holds: each is decided here, in synchronous methods that run
+to completion on the event loop. Holds are owned by the ``HoldRegistry`` (``_hold``), which may be
+used from other threads. The waiting and the closing of grpc channels is one routine for rotation
+and close (``_run_drain``), whose last part - closing the grpc channel and reporting - is shielded,
+so a grpc channel is closed and every awaiter gets the report even when the drain is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
-import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from grpc import aio
 
 from .._counting import Counter
 from .._listeners import Listeners
 from .._zero_watch import ZeroWatch
-from ..errors import ChannelClosedError, DrainTimeoutError
-from ..report import CallInfo, CallKind, DrainReport
+from ..errors import ChannelClosedError
+from ..report import CallKind, DrainReport
 from ..state import ChannelState
-from ._abortable import Abort
-from ._hold import Hold, is_held
+from ._drain import Drain, interrupted, is_cancel_on_drain
+from ._hold import Hold, HoldRegistry, is_held
 from ._link import CallSite, Link, LiveCall
-from ._method_filter import MethodPredicate
+from ._options import ChannelOptions
 
-__all__ = ("AdmitPolicy", "CallSite", "Connection", "Handle")
+__all__ = ("CallSite", "Connection", "Handle")
 
 logger = logging.getLogger("graceful_grpc")
-
-AdmitPolicy = Literal["held", "all", "none"]
-ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
 
 ChannelFactory = Callable[[], aio.Channel]
 
 _monotonic = time.monotonic
-
-
-def _every(site: CallSite) -> bool:
-    return True
-
-
-def _cancel_on_drain(site: CallSite) -> bool:
-    return site.cancel_on_drain
-
-
-def _interrupted(why: str) -> Abort:
-    return Abort(
-        functools.partial(
-            ChannelClosedError, f"graceful_grpc channel is draining ({why}): call interrupted"
-        )
-    )
-
-
-def _deadline_passed(grace: float) -> Abort:
-    return Abort(
-        functools.partial(
-            DrainTimeoutError, f"graceful_grpc drain deadline of {grace:g}s passed; call cancelled"
-        )
-    )
 
 
 class Handle:
@@ -87,77 +57,42 @@ class Handle:
         self.connection = connection
         self.closed = False
 
-    def close(self) -> bool:
-        """Closes the handle (once); True if it was the connection's last open handle."""
-        if self.closed:
-            return False
-        self.closed = True
-        return self.connection.close_handle()
-
-
-@dataclass(slots=True)
-class _Retirement:
-    """An old link draining after a rotation."""
-
-    task: asyncio.Task[DrainReport] | None
-    deadline_at: float  # loop time; only ever moved earlier
-    timeout: asyncio.Timeout | None = None
-
 
 class Connection:
-    """The logical channel: one current grpc channel (link), the old ones still draining after
-    rotations, the holds, and the state machine OPEN -> DRAINING -> CLOSED.
+    """The shared state of a channel's handles: the current grpc channel (link), old links still
+    draining after rotations, the holds, and the state machine OPEN -> DRAINING -> CLOSED.
 
-    The connection is OPEN while any handle is open; closing the last handle starts the drain of
+    The channel is OPEN while any handle is open; closing the last handle starts the drain of
     every link under one deadline.
 
     Attributes:
+        options: The channel's options.
         current: The link new calls go to.
-        cancel_on_drain: Which methods' calls a drain interrupts as it starts, or None.
         factory: Builds the grpc channel of a rotation, or None.
         rotations: Rotations so far.
+        state: The channel's state.
     """
 
     def __init__(
-        self,
-        raw: aio.Channel,
-        *,
-        drain_timeout: float,
-        admit_during_drain: AdmitPolicy,
-        cancel_on_drain: MethodPredicate | None = None,
-        factory: ChannelFactory | None = None,
-        max_age: float | None = None,
-        max_age_jitter: float = 0.0,
+        self, raw: aio.Channel, options: ChannelOptions, factory: ChannelFactory | None
     ) -> None:
-        self.drain_timeout = drain_timeout
-        self.admit_during_drain = admit_during_drain
-        self.cancel_on_drain = cancel_on_drain
+        self.options = options
         self.factory = factory
         self.state = ChannelState.OPEN
+        self.holds = HoldRegistry()
         self.in_flight = Counter()  # calls on every link
-        self.holds = Counter()
-        self.idle = ZeroWatch(self.in_flight, self.holds)
         self.current = Link(raw, self.in_flight)
+        self.idle = ZeroWatch(self.in_flight, self.holds.count)
         self.rotations = 0
         self.drain_listeners: Listeners[DrainReport] = Listeners("drain")
         self.rotation_listeners: Listeners[int] = Listeners("rotation")
-        self._retiring: dict[Link, _Retirement] = {}
+        self._retiring: dict[Link, Drain] = {}
         self._open_handles = 0
-        # id(token) -> token of every unreleased hold (see Hold): the drain abandons through them.
-        self._hold_tokens: dict[int, list[bool]] = {}
-        # Holds may be taken on other threads: taking one and deciding CLOSED exclude each other.
-        self._hold_lock = threading.Lock()
-        self._drain: asyncio.Task[DrainReport] | None = None
-        self._deadline: asyncio.Timeout | None = None  # the running drain's timeout
-        self._deadline_at = 0.0  # loop time; only ever moved earlier
-        self._grace = 0.0  # the grace that set _deadline_at, for messages
-        self._started_while_draining = 0
+        self._drain: Drain | None = None  # the channel's drain, once started
         self._draining: asyncio.Event | None = None  # created by the first wait_draining()
-        self._max_age = max_age
-        self._max_age_jitter = max_age_jitter
         self._random = random.Random()
         self._age_timer: asyncio.TimerHandle | None = None
-        if max_age is not None:
+        if options.max_age is not None:
             self._schedule_age_rotation(_loop_of(raw))
 
     @property
@@ -173,53 +108,77 @@ class Connection:
     # -- handles -------------------------------------------------------------------------------
 
     def open_handle(self) -> None:
-        """Counts a new handle (``Handle`` calls this)."""
+        """Counts a new handle (``Handle`` calls this).
+
+        Raises:
+            ChannelClosedError: the channel is not OPEN.
+        """
         if self.state is not ChannelState.OPEN:
-            raise ChannelClosedError("graceful_grpc channel is closed or draining")
+            raise ChannelClosedError("graceful_grpc channel is closed or draining", "closed")
         self._open_handles += 1
 
-    def close_handle(self) -> bool:
-        """Counts a handle closed; True if it was the last one (the drain is to start)."""
-        self._open_handles -= 1
-        return self._open_handles == 0
+    def close(self, handle: Handle, grace: float) -> asyncio.Future[DrainReport] | None:
+        """Closes ``handle`` (once). Returns the drain's result if the drain has started - now,
+        as this was the last open handle, or earlier - else None.
 
-    # -- admission and counting ----------------------------------------------------------------
+        With a drain running, ``grace`` brings its deadline forward (never back).
+        """
+        if not handle.closed:
+            handle.closed = True
+            self._open_handles -= 1
+        if self._open_handles and self._drain is None:
+            return None
+        return self._start_or_hasten_drain(grace)
+
+    # -- admission -----------------------------------------------------------------------------
 
     def admit(self, what: str) -> None:
-        """Admits a call or hold from a closed handle or while draining, or raises.
+        """Admits a call or hold from a closed handle (the channel is then draining or closed), or
+        raises.
 
         Args:
             what: ``"call"`` or ``"hold"``, for the error message.
 
         Raises:
-            ChannelClosedError: per ``admit_during_drain``.
+            ChannelClosedError: CLOSED (reason ``"closed"``), or refused by
+                ``admit_during_drain`` (reason ``"draining"``).
         """
         if self.state is ChannelState.CLOSED:
-            raise ChannelClosedError(f"graceful_grpc channel is closed: no new {what}")
-        policy = self.admit_during_drain
-        if policy == "all" or (policy == "held" and is_held(self)):
+            raise ChannelClosedError(f"graceful_grpc channel is closed: no new {what}", "closed")
+        policy = self.options.admit_during_drain
+        if policy == "all" or (policy == "held" and is_held(self.holds)):
             return
         raise ChannelClosedError(
-            f"graceful_grpc channel is closed or draining and admits no new {what} "
-            + ("from code that holds no hold" if policy == "held" else "at all")
+            f"graceful_grpc channel is draining and admits no new {what} "
+            + ("from code that holds no hold" if policy == "held" else "at all"),
+            "draining",
         )
+
+    def hold(self, handle: Handle) -> Hold:
+        """Takes a hold through ``handle``. Safe from any thread.
+
+        Raises:
+            ChannelClosedError: as ``admit()`` when ``handle`` is closed; CLOSED.
+        """
+        if handle.closed:
+            self.admit("hold")
+        return self.holds.take()
 
     def site(self, method: str, kind: CallKind) -> CallSite:
         """The CallSite of a new multicallable (its ``cancel_on_drain`` decided once, here)."""
-        interrupt = self.cancel_on_drain is not None and bool(self.cancel_on_drain(method))
-        return CallSite(method, kind, interrupt)
+        predicate = self.options.cancel_on_drain
+        return CallSite(method, kind, predicate is not None and bool(predicate(method)))
 
     def track_admitted(self, call: Any, site: CallSite) -> Any:
         """Tracks, on the current link, a call that passed ``admit()``: one the drain's report
         counts too. A cancel-on-drain call started while draining is interrupted at once."""
-        draining = self.state is ChannelState.DRAINING
-        if draining:
-            self._started_while_draining += 1
         link = self.current
         link.track(call, site)
-        if draining and site.cancel_on_drain:
-            live = LiveCall(call, site, _monotonic())
-            link.end(live, _interrupted("closing"), link.interrupted)
+        if self._drain is not None and self.state is ChannelState.DRAINING:
+            self._drain.admitted += 1
+            if site.cancel_on_drain:
+                live = LiveCall(call, site, _monotonic())
+                link.end(live, interrupted("interrupted"), link.interrupted)
         return call
 
     def mark_cancel_on_drain(self, call: Any) -> None:
@@ -233,67 +192,50 @@ class Connection:
         if not isinstance(call, aio.Call):
             raise TypeError(f"cancel_on_drain() takes a grpc.aio call, got {call!r}")
         for link in (self.current, *self._retiring):
-            live = link.find(call)
+            live = link.mark_cancel_on_drain(call)
             if live is None:
                 continue
-            site = live.site._replace(cancel_on_drain=True)
-            link.resite(call, site)
-            if link in self._retiring or self.state is not ChannelState.OPEN:
-                link.end(live._replace(site=site), _interrupted("marked"), link.interrupted)
+            if self.state is not ChannelState.OPEN:
+                link.end(live, interrupted("interrupted"), link.interrupted)
+            elif link in self._retiring:
+                link.end(live, interrupted("rotated"), link.interrupted)
             return
         if not call.done():
             raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
 
-    def hold(self) -> Hold:
-        """Takes a hold (admission already checked by the caller). Safe from any thread.
-
-        Raises:
-            ChannelClosedError: the connection is CLOSED (a thread can race the close).
-        """
-        token = [True]
-        with self._hold_lock:  # against the drain deciding CLOSED on the loop meanwhile
-            if self.state is ChannelState.CLOSED:
-                raise ChannelClosedError("graceful_grpc channel is closed: no new hold")
-            self.holds.incr()
-            self._hold_tokens[id(token)] = token
-        return Hold(self, token)
-
-    def release_hold(self, token: list[bool]) -> None:
-        """Counts a hold released (``Hold.release()`` calls this once, having ended it)."""
-        self._hold_tokens.pop(id(token), None)
-        self.holds.decr()
-
     # -- rotation ------------------------------------------------------------------------------
 
-    def new_raw(self) -> aio.Channel:
-        """A new grpc channel from the factory.
+    def rotate(
+        self, handle: Handle, raw: aio.Channel | None, grace: float
+    ) -> asyncio.Future[DrainReport]:
+        """From now on new calls go to ``raw`` (None: one from the factory); the old link drains on
+        its own, for at most ``grace`` seconds. Returns the old link's drain result.
 
         Raises:
-            TypeError: there is no factory.
+            ChannelClosedError: the channel is DRAINING or CLOSED, or ``handle`` is closed.
+            TypeError: ``raw`` is None and there is no factory, or the factory failed its check.
+            ValueError: ``raw`` is the current grpc channel or an old one still draining.
         """
-        if self.factory is None:
-            raise TypeError(
-                "rotate() needs new_channel: this channel was made with wrap() without a factory"
-            )
-        return self.factory()
-
-    def check_rotatable(self) -> None:
-        """Raises ChannelClosedError unless the connection is OPEN."""
         if self.state is not ChannelState.OPEN:
             raise ChannelClosedError(
                 f"cannot rotate a {self.state.value} graceful_grpc channel: it accepts no new "
-                "connection"
+                "connection",
+                "closed" if self.state is ChannelState.CLOSED else "draining",
             )
+        if handle.closed:
+            raise ChannelClosedError(
+                "cannot rotate through a closed graceful_grpc channel handle", "closed"
+            )
+        if raw is None:
+            if self.factory is None:
+                raise TypeError(
+                    "rotate() needs new_channel: this channel was made with wrap() without a "
+                    "factory"
+                )
+            raw = self.factory()
+        return self._rotate_to(raw, grace)
 
-    def rotate(self, raw: aio.Channel, grace: float) -> asyncio.Task[DrainReport]:
-        """From now on new calls go to ``raw``; the old link drains on its own, for at most
-        ``grace`` seconds. Returns the old link's drain.
-
-        Raises:
-            ChannelClosedError: the connection is DRAINING or CLOSED.
-            ValueError: ``raw`` is the current grpc channel or an old one still draining.
-        """
-        self.check_rotatable()
+    def _rotate_to(self, raw: aio.Channel, grace: float) -> asyncio.Future[DrainReport]:
         if any(raw is link.raw for link in (self.current, *self._retiring)):
             raise ValueError(
                 "cannot rotate onto a grpc channel this graceful channel already uses: "
@@ -303,64 +245,29 @@ class Connection:
         old = self.current
         self.current = Link(raw, self.in_flight)
         self.rotations += 1
-        at_start = len(old)
-        retirement = _Retirement(None, loop.time() + grace)
-        self._retiring[old] = retirement
-        old.end_all(_interrupted("rotated"), old.interrupted, _cancel_on_drain)
-        retirement.task = loop.create_task(
-            self._retire(old, retirement, grace, at_start), name="graceful_grpc rotation drain"
-        )
+        drain = Drain("old connection drained", old, (old,), loop.time() + grace, grace)
+        self._retiring[old] = drain
+        old.end_all(interrupted("rotated"), old.interrupted, is_cancel_on_drain)
+        self._start(drain, "graceful_grpc rotation drain")
         logger.info(
             "graceful_grpc: rotated to a new connection (%d); %d calls drain on the old one, "
             "deadline %.3fs",
             self.rotations,
-            at_start,
+            drain.counted[old][0],
             grace,
         )
         self.rotation_listeners.notify(self.rotations)
-        return retirement.task
-
-    async def _retire(
-        self, link: Link, retirement: _Retirement, grace: float, at_start: int
-    ) -> DrainReport:
-        started = _monotonic()
-        try:
-            async with asyncio.timeout_at(retirement.deadline_at) as timeout:
-                retirement.timeout = timeout
-                await link.wait_empty()
-        except TimeoutError:
-            link.end_all(_deadline_passed(grace), link.cancelled, _every)
-            _log_cancelled(link.cancelled)
-        except BaseException:  # the drain itself was cancelled: nothing may stay open
-            link.end_all(_deadline_passed(grace), link.cancelled, _every)
-            raise
-        finally:
-            retirement.timeout = None
-            try:
-                await asyncio.shield(link.raw.close(None))
-            finally:
-                del self._retiring[link]
-        cancelled, interrupted = tuple(link.cancelled), tuple(link.interrupted)
-        report = DrainReport(
-            closed=True,
-            drained=not cancelled,
-            waited=_monotonic() - started,
-            completed=at_start - len(cancelled) - len(interrupted),
-            cancelled=cancelled,
-            abandoned_holds=0,
-            interrupted=interrupted,
-        )
-        logger.info("graceful_grpc: old connection drained: %s", report.summary())
-        self.drain_listeners.notify(report)
-        return report
+        return drain.result
 
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._max_age is not None
-        jitter = self._random.uniform(-self._max_age_jitter, self._max_age_jitter)
+        max_age, jitter = self.options.max_age, self.options.max_age_jitter
+        assert max_age is not None
         # The timer holds the connection weakly: a channel dropped without close() is collected
         # (as grpc.aio's own), and its timer then does nothing.
         self._age_timer = loop.call_later(
-            self._max_age * (1 + jitter), _age_rotation_due, weakref.ref(self)
+            max_age * (1 + self._random.uniform(-jitter, jitter)),
+            _age_rotation_due,
+            weakref.ref(self),
         )
 
     def age_rotation_due(self) -> None:
@@ -370,58 +277,45 @@ class Connection:
             return
         loop = asyncio.get_running_loop()
         try:
-            self.rotate(self.new_raw(), self.drain_timeout).add_done_callback(_retrieve)
+            if self.factory is None:  # refused by ChannelOptions.checked(): never happens
+                raise TypeError("max_age without a factory")
+            self._rotate_to(self.factory(), self.options.drain_timeout)
         except Exception:
             logger.exception("graceful_grpc: max_age rotation failed; the old connection stays")
         self._schedule_age_rotation(loop)
 
     # -- the drain -----------------------------------------------------------------------------
 
-    def drain(self, grace: float) -> asyncio.Task[DrainReport]:
-        """Starts the drain of every link with deadline ``grace`` seconds from now, or brings a
-        running drain's deadline forward to it (never back). Returns the drain's task."""
+    def _start_or_hasten_drain(self, grace: float) -> asyncio.Future[DrainReport]:
         loop = asyncio.get_running_loop()
         requested = loop.time() + grace
-        if self._drain is None:
+        drain = self._drain
+        if drain is None:
             # All of this happens now, not when the task first runs: from here on every new call
             # goes through admit() (and is counted there, never also in the starting count), and
             # a shorter grace asked for before the task runs is not lost.
             self.state = ChannelState.DRAINING
-            self._deadline_at, self._grace = requested, grace
             if self._age_timer is not None:
                 self._age_timer.cancel()
                 self._age_timer = None
             logger.info(
                 "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
                 self.in_flight.value,
-                self.holds.value,
+                self.holds.count.value,
                 grace,
             )
             links = (self.current, *self._retiring)
-            counted = {
-                link: (len(link), len(link.cancelled), len(link.interrupted)) for link in links
-            }
-            self._drain = loop.create_task(
-                self._run_drain(_monotonic(), self.current, counted),
-                name="graceful_grpc drain",
-            )
+            drain = self._drain = Drain("drain finished", self.current, links, requested, grace)
+            self._start(drain, "graceful_grpc drain")
             if self._draining is not None:
                 self._draining.set()
             for link in links:
-                link.end_all(_interrupted("closing"), link.interrupted, _cancel_on_drain)
-        elif requested < self._deadline_at:
-            self._deadline_at, self._grace = requested, grace
-            if self._deadline is not None:
-                self._deadline.reschedule(requested)
-        self._bring_retirements_forward(self._deadline_at)
-        return self._drain
-
-    def _bring_retirements_forward(self, when: float) -> None:
-        for retirement in self._retiring.values():
-            if when < retirement.deadline_at:
-                retirement.deadline_at = when
-                if retirement.timeout is not None:
-                    retirement.timeout.reschedule(when)
+                link.end_all(interrupted("interrupted"), link.interrupted, is_cancel_on_drain)
+        else:
+            drain.bring_forward(requested, grace)
+        for retiring in self._retiring.values():
+            retiring.bring_forward(drain.deadline_at, drain.grace)
+        return drain.result
 
     async def wait_draining(self) -> None:
         """Returns once the drain has started (at once if it has)."""
@@ -431,88 +325,89 @@ class Connection:
             self._draining = asyncio.Event()
         await self._draining.wait()
 
-    @property
-    def drain_task(self) -> asyncio.Task[DrainReport] | None:
-        """The drain's task, once it has started."""
-        return self._drain
+    def _start(self, drain: Drain, name: str) -> None:
+        drain.task = asyncio.get_running_loop().create_task(self._run_drain(drain), name=name)
+        drain.task.add_done_callback(self._drain_task_done)
 
-    async def _run_drain(
-        self, started: float, current: Link, counted: dict[Link, tuple[int, int, int]]
-    ) -> DrainReport:
+    async def _run_drain(self, drain: Drain) -> None:
+        """The one drain routine: wait until ``drain`` is done or its deadline passes, abort what
+        is left then (or at once if cancelled), and close and report in ``_close_and_report``."""
+        drain.running = True
         abandoned = 0
         try:
-            async with asyncio.timeout_at(self._deadline_at) as deadline:
-                self._deadline = deadline
-                await self.idle.wait()
-                while not self._close_if_idle():  # held code started work as we woke up
-                    await self.idle.wait()
+            async with asyncio.timeout_at(drain.deadline_at) as timeout:
+                drain.timeout = timeout
+                await self._until_done(drain)
         except TimeoutError:
-            abandoned = self._abort()
+            abandoned = self._abort(drain)
         except BaseException:  # the drain itself was cancelled: nothing may stay open
-            self._abort()
+            abandoned = self._abort(drain, everything=True)
             raise
         finally:
-            self._deadline = None
-            retiring = [r.task for r in self._retiring.values() if r.task is not None]
-            await asyncio.shield(self.current.raw.close(None))
-            await asyncio.shield(asyncio.gather(*retiring, return_exceptions=True))
-        waited = _monotonic() - started
+            drain.timeout = None
+            await asyncio.shield(self._close_and_report(drain, abandoned))
 
-        def report_of(links: list[Link], started_while_draining: int) -> DrainReport:
-            cancelled = tuple(i for link in links for i in link.cancelled[counted[link][1] :])
-            interrupted = tuple(i for link in links for i in link.interrupted[counted[link][2] :])
-            at_start = sum(counted[link][0] for link in links) + started_while_draining
-            return DrainReport(
-                closed=True,
-                drained=not cancelled and not abandoned,
-                waited=waited,
-                completed=at_start - len(cancelled) - len(interrupted),
-                cancelled=cancelled,
-                abandoned_holds=abandoned,
-                interrupted=interrupted,
-            )
+    async def _until_done(self, drain: Drain) -> None:
+        if drain is not self._drain:
+            await drain.own.wait_empty()  # an old link: its calls
+            return
+        await self.idle.wait()  # the channel: every call and hold
+        while not self.holds.close_if(self.idle.idle):  # held code started work as we woke up
+            await self.idle.wait()
+        self.state = ChannelState.CLOSED
 
-        report = report_of(list(counted), self._started_while_draining)
-        logger.info("graceful_grpc: drain finished: %s", report.summary())
-        # Listeners hear of each grpc connection's drain once: old ones at their rotation's end.
-        own = report if len(counted) == 1 else report_of([current], self._started_while_draining)
-        self.drain_listeners.notify(own)
-        return report
-
-    def _close_if_idle(self) -> bool:
-        """CLOSED if nothing is in flight and no hold is out; whether it is."""
-        with self._hold_lock:
-            if not self.idle.idle():
-                return False
-            self.state = ChannelState.CLOSED
-            return True
-
-    def _abort(self) -> int:
-        """At the deadline: refuse new work, cancel what is in flight on every link, abandon the
-        holds. Returns how many holds were abandoned."""
-        with self._hold_lock:
-            self.state = ChannelState.CLOSED
-            tokens = list(self._hold_tokens.values())
-        reason = _deadline_passed(self._grace)
-        cancelled: list[CallInfo] = []
-        for link in (self.current, *self._retiring):
-            before = len(link.cancelled)
-            link.end_all(reason, link.cancelled, _every)
-            cancelled += link.cancelled[before:]
-        _log_cancelled(cancelled)
-        abandoned = 0
-        for token in tokens:
-            try:
-                token.pop()  # a release racing on another thread pops it, or we do: never both
-            except IndexError:
-                continue
-            self._hold_tokens.pop(id(token), None)
-            self.holds.decr()
-            abandoned += 1
+    def _abort(self, drain: Drain, *, everything: bool = False) -> int:
+        """At ``drain``'s deadline (or as it is cancelled): cancel what is left on its link; for the
+        channel's drain also refuse new work and abandon the holds (and, cancelled, end the old
+        links' drains now too). Returns how many holds were abandoned."""
+        drain.abort(drain.own)
+        if drain is not self._drain:
+            return 0
+        abandoned = self.holds.close_and_abandon()
+        self.state = ChannelState.CLOSED
         if abandoned:
             logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
+        if everything:
+            now = asyncio.get_running_loop().time()
+            for retiring in self._retiring.values():
+                retiring.bring_forward(now, 0.0)
         self.idle.notify()
         return abandoned
+
+    async def _close_and_report(self, drain: Drain, abandoned: int) -> None:
+        """The shielded last part of every drain: close the grpc channel, wait for the old links'
+        drains (the channel's drain), report. Sets ``drain.result`` whatever happens."""
+        try:
+            await drain.own.raw.close(None)
+            if drain is self._drain:
+                await asyncio.gather(*(d.result for d in self._retiring.values()))
+        finally:
+            self._retiring.pop(drain.own, None)
+            report = drain.report(abandoned)
+            drain.log(report)
+            # Listeners hear of each grpc channel's drain once: old ones at their rotation's end,
+            # so the channel's drain tells them of its own link's calls only.
+            heard = report if len(drain.counted) == 1 else drain.report(abandoned, (drain.own,))
+            self.drain_listeners.notify(heard)
+            drain.result.set_result(report)
+
+    def _drain_task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed drain was logged where it failed
+            return
+        drain = self._drain if self._drain is not None and self._drain.task is task else None
+        drain = drain or next((d for d in self._retiring.values() if d.task is task), None)
+        if drain is not None and not drain.running:
+            # Cancelled before its first step (its body never ran): abort and close now.
+            abandoned = self._abort(drain, everything=True)
+            closing = asyncio.ensure_future(self._close_and_report(drain, abandoned))
+            closing.add_done_callback(_retrieve)
+
+
+def _age_rotation_due(connection: weakref.ref[Connection]) -> None:
+    alive = connection()
+    if alive is not None:
+        alive.age_rotation_due()
 
 
 def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
@@ -525,28 +420,6 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
         return loop
 
 
-def _age_rotation_due(connection: weakref.ref[Connection]) -> None:
-    alive = connection()
-    if alive is not None:
-        alive.age_rotation_due()
-
-
-def _retrieve(task: asyncio.Task[DrainReport]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: a failed background drain was logged where it failed
-
-
-def _log_cancelled(cancelled: list[CallInfo]) -> None:
-    """One WARNING per method (not per call: a mass abort must not flood the log)."""
-    by_method: dict[tuple[str, str], list[float]] = {}
-    for info in cancelled:
-        by_method.setdefault((info.kind, info.method), []).append(info.age)
-    for (kind, method), ages in by_method.items():
-        logger.warning(
-            "graceful_grpc: drain deadline passed, cancelled %d %s call(s) of %s "
-            "(in flight up to %.3fs)",
-            len(ages),
-            kind,
-            method,
-            max(ages),
-        )
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

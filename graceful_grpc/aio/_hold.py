@@ -1,13 +1,23 @@
-"""Holds: leases that keep a connection open for a unit of work, and the "held" context."""
+"""Holds: leases that keep a channel open for a unit of work, the one registry that owns them, and
+the "held" context.
+
+A hold ends exactly once, released by its owner or abandoned at the drain deadline, whichever
+comes first even on different threads: ending it is popping its one-item token, which is atomic,
+and only the registry does that.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import threading
 import warnings
+from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
 
-__all__ = ("Hold", "HoldOwner", "is_held")
+from .._counting import Counter
+from ..errors import ChannelClosedError
+
+__all__ = ("Hold", "HoldRegistry", "is_held")
 
 # The holds taken in this context and the tasks created from it. A tuple, so that copying a context
 # into a new task shares nothing mutable; released holds are skipped when read.
@@ -16,16 +26,67 @@ _HELD: contextvars.ContextVar[tuple[Hold, ...]] = contextvars.ContextVar(
 )
 
 
-class HoldOwner(Protocol):
-    """What a hold tells when it is released: the connection that counts it."""
-
-    def release_hold(self, token: list[bool]) -> None:
-        """Counts the hold with ``token`` as released (called once, by its release)."""
+def is_held(registry: HoldRegistry) -> bool:
+    """Whether the running code is inside an unreleased hold of ``registry``."""
+    return any(hold._registry is registry and hold._token for hold in _HELD.get())
 
 
-def is_held(owner: HoldOwner) -> bool:
-    """Whether the running code is inside an unreleased hold on ``owner``."""
-    return any(hold._owner is owner and hold._token for hold in _HELD.get())
+class HoldRegistry:
+    """The holds of one channel: their count, the token of each unreleased one, and closing.
+
+    Holds may be taken and released on any thread, so taking one and closing (refusing new holds)
+    exclude each other under the registry's lock; a release only ever counts down.
+
+    Attributes:
+        count: Holds outstanding (taken and not yet ended).
+    """
+
+    __slots__ = ("_closed", "_lock", "_tokens", "count")
+
+    def __init__(self) -> None:
+        self.count = Counter()
+        self._tokens: dict[int, list[bool]] = {}  # id(token) -> token of every unreleased hold
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self) -> Hold:
+        """Takes a hold (admission is the caller's decision). Safe from any thread.
+
+        Raises:
+            ChannelClosedError: the registry is closed (a thread can race the close).
+        """
+        token = [True]
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError("graceful_grpc channel is closed: no new hold", "closed")
+            self.count.incr()
+            self._tokens[id(token)] = token
+        return Hold(self, token)
+
+    def end(self, token: list[bool]) -> bool:
+        """Ends the hold of ``token``, unless it has ended already; whether this call ended it."""
+        try:
+            token.pop()
+        except IndexError:  # released, or abandoned, already (perhaps on another thread)
+            return False
+        self._tokens.pop(id(token), None)
+        self.count.decr()
+        return True
+
+    def close_if(self, idle: Callable[[], bool]) -> bool:
+        """Closes the registry if ``idle()`` holds, in one step against threads taking holds."""
+        with self._lock:
+            if not idle():
+                return False
+            self._closed = True
+            return True
+
+    def close_and_abandon(self) -> int:
+        """Closes the registry and ends every hold still out; returns how many it ended."""
+        with self._lock:
+            self._closed = True
+            tokens = list(self._tokens.values())
+        return sum(self.end(token) for token in tokens)
 
 
 class Hold:
@@ -42,13 +103,11 @@ class Hold:
         hold = channel.hold(); ...; hold.release()
     """
 
-    __slots__ = ("__weakref__", "_owner", "_token")
+    __slots__ = ("__weakref__", "_registry", "_token")
 
-    def __init__(self, owner: HoldOwner, token: list[bool]) -> None:
-        """Used by the connection. ``token`` holds one item while the hold is unreleased; whoever
-        pops it (``release()``, or the connection abandoning the hold at the drain deadline) ends
-        the hold, exactly once even when threads race, since ``list.pop`` is atomic."""
-        self._owner = owner
+    def __init__(self, registry: HoldRegistry, token: list[bool]) -> None:
+        """Used by the registry; ``token`` holds one item while the hold is unreleased."""
+        self._registry = registry
         self._token = token
         held = _HELD.get()
         _HELD.set((*(hold for hold in held if hold._token), self))
@@ -58,16 +117,18 @@ class Hold:
         """Whether the hold has ended: released, or abandoned at the drain deadline."""
         return not self._token
 
-    def release(self) -> None:
-        """Ends the hold. Idempotent; safe from any task or thread."""
-        try:
-            self._token.pop()
-        except IndexError:  # already released, or abandoned by the drain
-            return
+    def release(self) -> bool:
+        """Ends the hold. Idempotent; safe from any task or thread.
+
+        Returns:
+            Whether this call ended it (False: it had ended already, released or abandoned).
+        """
+        if not self._registry.end(self._token):
+            return False
         held = _HELD.get()
         if self in held:
             _HELD.set(tuple(hold for hold in held if hold is not self))
-        self._owner.release_hold(self._token)
+        return True
 
     def __enter__(self) -> Hold:
         return self

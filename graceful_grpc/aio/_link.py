@@ -95,10 +95,15 @@ class Link:
             return None
         return LiveCall(call, entry[1], entry[2])
 
-    def resite(self, call: Any, site: CallSite) -> None:
-        """Replaces the site recorded for a registered call."""
-        reference, _, started = self._calls[id(call)]
-        self._calls[id(call)] = (reference, site, started)
+    def mark_cancel_on_drain(self, call: Any) -> LiveCall | None:
+        """Records a registered call as cancel-on-drain; its registration, or None if it has
+        none on this link."""
+        live = self.find(call)
+        if live is None:
+            return None
+        site = live.site._replace(cancel_on_drain=True)
+        self._calls[id(call)] = (self._calls[id(call)][0], site, live.started)
+        return live._replace(site=site)
 
     def live(self) -> list[LiveCall]:
         """The registered calls whose objects still exist."""

@@ -83,11 +83,11 @@ def instrument(
     (handlers running), ``graceful_grpc.server.drain.duration`` and
     ``graceful_grpc.server.drain.calls``, with the same attributes as the channel's.
 
-    A channel is one handle on its connection: instrument one handle per connection (handles
-    made with ``share()`` share the connection's counters and drains, so instrumenting two would
-    count them twice). Instrumenting the same channel or tracker again with the same meter
-    provider while the first instrumentation is active raises ``ValueError``; instrumenting it
-    with another provider (another backend) is fine.
+    A channel is one handle on its connection, and handles made with ``share()`` share the
+    connection's counters and drains: so instrumenting a second handle of one connection with
+    the same meter provider, or the same channel or tracker again, while the first
+    instrumentation is active, raises ``ValueError`` (each drain is counted once per provider);
+    instrumenting it with another provider (another backend) is fine.
 
     Args:
         channel: A ``GracefulChannel``, an ``aio.InFlightTracker`` or a ``GracefulServer``.
@@ -100,8 +100,9 @@ def instrument(
 
     Raises:
         TypeError: ``channel`` is neither, or a bad attribute (see below).
-        ValueError: already instrumented with this provider, or an attribute key the
-            instrumentation sets itself (``rpc.*``, ``graceful_grpc.*``).
+        ValueError: it, or another handle of its connection, is already instrumented with this
+            provider; an attribute key the instrumentation sets itself (``rpc.*``,
+            ``graceful_grpc.*``).
     """
     if isinstance(channel, GracefulServer):
         undo_server = instrument_server(
@@ -118,11 +119,17 @@ def instrument(
     shared = instruments_of(meter_provider)
     source = weakref.ref(channel)
     holds = None if isinstance(channel, InFlightTracker) else _reader(source, "holds")
-    shared.observe(channel, Observed(_reader(source, "in_flight"), holds, base))
-    undo: list[Callable[[], None]] = [lambda: shared.forget(source())]
-    if isinstance(channel, GracefulChannel):
-        undo += _listen_to_drains(channel, shared, base, conventions)
-        undo += _listen_to_rotations(channel, shared, base)
+    undo: list[Callable[[], None]] = []
+    try:
+        if isinstance(channel, GracefulChannel):  # first: refused for a second handle
+            undo += _listen_to_drains(channel, shared, base, conventions)
+            undo += _listen_to_rotations(channel, shared, base)
+        shared.observe(channel, Observed(_reader(source, "in_flight"), holds, base))
+    except BaseException:
+        for step in reversed(undo):
+            step()
+        raise
+    undo.append(lambda: shared.forget(source()))
     return Instrumentation(channel, undo)
 
 
@@ -201,8 +208,9 @@ def _listen_to_drains(
                 calls.add(count, {**base, names.RESULT: result, **conventions.method(method)})
         abandoned.add(report.abandoned_holds, base)
 
-    channel.add_drain_listener(on_drain)
-    return [_remover(channel, "remove_drain_listener", on_drain)]
+    recorder = _Recorder("drain", shared, on_drain)
+    _add(channel.add_drain_listener, recorder)
+    return [_remover(channel, "remove_drain_listener", recorder)]
 
 
 def _listen_to_rotations(
@@ -213,8 +221,46 @@ def _listen_to_rotations(
     def on_rotation(_rotations: int) -> None:
         rotations.add(1, base)
 
-    channel.add_rotation_listener(on_rotation)
-    return [_remover(channel, "remove_rotation_listener", on_rotation)]
+    recorder = _Recorder("rotation", shared, on_rotation)
+    _add(channel.add_rotation_listener, recorder)
+    return [_remover(channel, "remove_rotation_listener", recorder)]
+
+
+class _Recorder:
+    """A connection's listener recording into one meter provider's instruments. Equal to every
+    other recorder of the same kind and provider: the connection's listeners (shared by its
+    handles) refuse a second one, so each event is recorded once per provider."""
+
+    __slots__ = ("_kind", "_record", "_shared")
+
+    def __init__(self, kind: str, shared: SharedInstruments, record: Callable[[Any], None]) -> None:
+        self._kind = kind
+        self._shared = shared
+        self._record = record
+
+    def __call__(self, event: Any) -> None:
+        self._record(event)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Recorder)
+            and other._kind == self._kind
+            and other._shared is self._shared
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._kind, id(self._shared)))
+
+
+def _add(add_listener: Callable[[Any], None], recorder: _Recorder) -> None:
+    try:
+        add_listener(recorder)
+    except ValueError:
+        raise ValueError(
+            "this channel's connection is already instrumented with this meter provider (through "
+            "this handle or another one: handles share their connection's drains); "
+            "uninstrument() the first instrumentation before instrumenting it again"
+        ) from None
 
 
 def _count_by_method(infos: tuple[CallInfo, ...]) -> collections.Counter[str]:

@@ -12,6 +12,7 @@ import temporalio.client
 import temporalio.service
 from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
+from ...aio._options import DEFAULT_DRAIN_TIMEOUT
 from . import _fork
 from ._options import channel_factory
 from ._service_client import GracefulServiceClient
@@ -26,7 +27,7 @@ _CONNECT_ARGUMENTS = frozenset(inspect.signature(temporalio.client.Client.connec
 async def connect(
     target_host: str,
     *,
-    drain_timeout: float = 30.0,
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     worker_support: bool = False,
     **options: Any,
 ) -> temporalio.client.Client:

@@ -27,6 +27,7 @@ __all__ = ("LoopChannels", "combine_reports")
 _NOTHING = DrainReport(
     closed=True, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
 )
+_CLOSED = "the Temporal client's graceful channels are closed"
 _CROSS_LOOP_MARGIN = 1.0  # seconds a running loop gets beyond the drain deadline to report
 
 
@@ -72,7 +73,9 @@ class LoopChannels:
             channel = self._channels.get(loop)
             if channel is None:
                 if self._closed:
-                    raise ChannelClosedError("the Temporal client's graceful channels are closed")
+                    raise ChannelClosedError(
+                        "the Temporal client's graceful channels are closed", "closed"
+                    )
                 channel = self._channels[loop] = self._factory()
                 if self._first is None:
                     self._first = channel
@@ -132,7 +135,9 @@ class LoopChannels:
         """
         with self._lock:
             if self._closed:
-                raise ChannelClosedError("the Temporal client's graceful channels are closed")
+                raise ChannelClosedError(
+                    "the Temporal client's graceful channels are closed", "closed"
+                )
             self._factory = factory
             channels = list(self._channels.items())
             for loop in [loop for loop, _ in channels if not loop.is_running()]:

@@ -14,8 +14,9 @@ from typing import Any
 import grpc
 from temporalio.service import ConnectConfig, TLSConfig
 
-from ... import aio
 from ...aio import GracefulChannel
+from ...aio._channel import new_channel
+from ...aio._options import OWN_CONNECTION, ChannelOptions
 from ._methods import long_poll_paths
 
 __all__ = (
@@ -30,9 +31,6 @@ MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 """Message size limit of the built-in client (grpc.aio's default receive limit is 4 MiB)."""
 
 _KEEPALIVE_MS = (30_000, 15_000)
-# grpc shares one connection between channels with the same target and arguments: a rotation that
-# keeps them would land on the very connection it means to leave.
-_OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -59,9 +57,11 @@ def channel_factory(config: ConnectConfig, drain_timeout: float) -> Callable[[],
     for work that may never come, and would hold the drain to its deadline.
 
     Raises:
-        ValueError: a setting grpc cannot honour with temporalio's meaning.
+        ValueError: a setting grpc cannot honour with temporalio's meaning, or a bad
+            ``drain_timeout``.
     """
-    return functools.partial(_Recipe.of(config).graceful, drain_timeout)
+    options = ChannelOptions.checked(drain_timeout=drain_timeout, cancel_on_drain=long_poll_paths())
+    return functools.partial(_Recipe.of(config).graceful, options)
 
 
 def rotation_factory(config: ConnectConfig) -> Callable[[], grpc.aio.Channel]:
@@ -97,26 +97,16 @@ class _Recipe:
             options += tls_options
         return cls(config.target_host, credentials, tuple(options), _compression(config))
 
-    def graceful(self, drain_timeout: float) -> GracefulChannel:
-        if self.credentials is None:
-            return aio.insecure_channel(
-                self.target,
-                self.options,
-                self.compression,
-                drain_timeout=drain_timeout,
-                cancel_on_drain=long_poll_paths(),
-            )
-        return aio.secure_channel(
-            self.target,
-            self.credentials,
-            self.options,
-            self.compression,
-            drain_timeout=drain_timeout,
-            cancel_on_drain=long_poll_paths(),
-        )
+    def graceful(self, options: ChannelOptions) -> GracefulChannel:
+        """A graceful channel with ``options`` (checked once, shared by every loop's channel);
+        its rotations build their grpc channels with ``raw()``."""
+        return new_channel(self._build(self.options), options, self.raw)
 
     def raw(self) -> grpc.aio.Channel:
-        options = (*self.options, _OWN_CONNECTION)
+        """A grpc channel with a connection of its own (for a rotation)."""
+        return self._build((*self.options, OWN_CONNECTION))
+
+    def _build(self, options: tuple[tuple[str, Any], ...]) -> grpc.aio.Channel:
         if self.credentials is None:
             return grpc.aio.insecure_channel(self.target, options, self.compression)
         return grpc.aio.secure_channel(self.target, self.credentials, options, self.compression)

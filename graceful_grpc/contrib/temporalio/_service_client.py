@@ -18,9 +18,9 @@ from temporalio.service import ConnectConfig, RPCError, RPCStatusCode, ServiceCl
 
 from ..._validation import check_seconds
 from ...aio import GracefulChannel, UnaryUnaryMultiCallable
+from ...aio._options import DEFAULT_DRAIN_TIMEOUT
 from ...errors import ChannelClosedError
 from ...report import DrainReport
-from ...state import ChannelState
 from ._loops import LoopChannels
 from ._metadata import Metadata, check_metadata, merge_headers
 from ._methods import RpcMethod, is_wait, method_table
@@ -35,8 +35,6 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds a call may take when the caller gives no timeout (as the built-in client)."""
 DEFAULT_LONG_POLL_TIMEOUT = 70.0
 """The same, for long polls."""
-DEFAULT_DRAIN_TIMEOUT = 30.0
-"""``drain_timeout`` of a channel a rotation creates when the client had none to copy it from."""
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _EAGER_START = ("workflow", "start_workflow_execution")
 
@@ -264,8 +262,8 @@ class GracefulServiceClient(ServiceClient):
                     try:
                         response = await started
                         return response
-                    except ChannelClosedError:
-                        if channel.closed or channel.state is not ChannelState.OPEN:
+                    except ChannelClosedError as error:
+                        if error.reason != "rotated":
                             raise
                         # A rotation interrupted the wait on the old connection; the channel
                         # lives on, so the wait goes on on the new one.

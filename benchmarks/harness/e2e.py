@@ -25,7 +25,7 @@ from .workloads import Sample
 
 __all__ = ("pin_note", "run_e2e")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # where `-m benchmarks.client_worker` is found
 
 
 def pin_note() -> tuple[int | None, int | None, str]:
