@@ -1,5 +1,7 @@
 """Graceful grpc.aio channels (drop-in, reference-counted, draining on close) and servers."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._channel import GracefulChannel
 from ._constructors import insecure_channel, secure_channel, wrap
 from ._hold import Hold
@@ -10,8 +12,10 @@ from ._multicallable import (
     UnaryUnaryMultiCallable,
 )
 from ._options import AdmitPolicy
-from ._server import GracefulServer, server
 from ._tracker import InFlightTracker
+
+if TYPE_CHECKING:
+    from ._server import GracefulServer, server
 
 __all__ = (
     "AdmitPolicy",
@@ -28,3 +32,12 @@ __all__ = (
     "server",
     "wrap",
 )
+
+
+def __getattr__(name: str) -> Any:
+    # The server half is imported on first use: a client-only service does not pay its import.
+    if name in ("GracefulServer", "server"):
+        from . import _server
+
+        return getattr(_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

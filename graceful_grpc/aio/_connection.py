@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 
@@ -33,6 +32,9 @@ from ._link import CallSite, Link, LiveCall
 from ._options import ChannelOptions
 
 __all__ = ("CallSite", "Connection", "Handle")
+
+if TYPE_CHECKING:
+    import random
 
 logger = logging.getLogger("graceful_grpc")
 
@@ -90,7 +92,7 @@ class Connection:
         self._open_handles = 0
         self._drain: Drain | None = None  # the channel's drain, once started
         self._draining: asyncio.Event | None = None  # created by the first wait_draining()
-        self._random = random.Random()
+        self._random: random.Random | None = None  # for max_age jitter, made when first needed
         self._age_timer: asyncio.TimerHandle | None = None
         if options.max_age is not None:
             self._schedule_age_rotation(_loop_of(raw))
@@ -262,6 +264,10 @@ class Connection:
     def _schedule_age_rotation(self, loop: asyncio.AbstractEventLoop) -> None:
         max_age, jitter = self.options.max_age, self.options.max_age_jitter
         assert max_age is not None
+        if self._random is None:
+            import random  # here: the module costs import time every channel would pay
+
+            self._random = random.Random()
         # The timer holds the connection weakly: a channel dropped without close() is collected
         # (as grpc.aio's own), and its timer then does nothing.
         self._age_timer = loop.call_later(

@@ -22,14 +22,24 @@ add the lines ``make grpc-internals`` prints (``status()``) to ``VERIFIED_GRPCIO
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:  # CPython's own sha256: hashlib would load OpenSSL, a sizeable part of the import time
+    try:
+        from _sha2 import sha256  # CPython >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # CPython 3.11
+        except ImportError:  # another implementation
+            from hashlib import sha256
 
 __all__ = (
     "DIRECT_PATH_ALLOWED",
@@ -196,7 +206,7 @@ def fingerprint(relied_on: Sequence[tuple[str, str]] = RELIED_ON) -> str:
     Raises:
         ImportError, AttributeError, OSError, TypeError: a function is missing or has no source.
     """
-    digest = hashlib.sha256()
+    digest = sha256()
     for module_name, qualname in relied_on:
         source = _normalised_source(_resolve(module_name, qualname))
         digest.update(f"{module_name}:{qualname}\n{source}\n".encode())
@@ -221,7 +231,7 @@ def source_digest(relied_on: Sequence[tuple[str, str]] = RELIED_ON) -> str | Non
         if code is None or module_file is None or code.co_filename != module_file:
             return None
         files[module_name] = module_file
-    digest = hashlib.sha256()
+    digest = sha256()
     for module_name in sorted(files):
         try:
             with open(files[module_name], "rb") as source:
