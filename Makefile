@@ -92,7 +92,7 @@ bench: $(STAMP)
 # Instructions per unary call and per bidi message (callgrind): raw grpc.aio, a no-op interceptor,
 # the graceful channel on the direct and on the fallback path; numbers go to BENCHMARKS.md.
 bench-instructions: $(STAMP)
-	$(PY) -m benchmarks.callgrind --workload both --repeat 3
+	$(PY) -m benchmarks.callgrind --workload both --repeat 3 --jobs 2
 
 # The installed grpcio's lines for VERIFIED_GRPCIO and KNOWN_SOURCES in
 # graceful_grpc/aio/_grpc_internals.py, and which call path it gets.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.metadata
+import itertools
 import os
 import platform
 import re
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ MODES = ("raw", "raw+interceptor", "graceful", "graceful-fallback", "graceful+ot
 WORKLOADS = ("unary", "bidi")
 WARMUP = 200
 _FALLBACK_ENV = {"GRACEFUL_GRPC_NO_DIRECT_CALLS": "1"}
+_RUN_NUMBERS = itertools.count()  # one output file per run, also with --jobs
 
 
 def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], object]]:
@@ -85,7 +88,7 @@ async def _client(mode: str, workload: str, units: int, target: str) -> None:
 
 def _instructions(mode: str, workload: str, units: int, target: str, workdir: Path) -> int:
     """Runs one client under callgrind; returns the instructions it executed."""
-    out = workdir / f"callgrind.{mode}.{workload}.{units}.{len(list(workdir.iterdir()))}"
+    out = workdir / f"callgrind.{mode}.{workload}.{units}.{next(_RUN_NUMBERS)}"
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -110,15 +113,20 @@ def _instructions(mode: str, workload: str, units: int, target: str, workdir: Pa
 
 
 def _per_unit(
-    workload: str, n1: int, n2: int, repeat: int, target: str, workdir: Path
+    workload: str, n1: int, n2: int, repeat: int, target: str, workdir: Path, jobs: int
 ) -> dict[str, float]:
     """Median instructions per unit of ``workload`` for every mode (runs interleaved)."""
+
+    def count(mode: str) -> float:
+        low = _instructions(mode, workload, n1, target, workdir)
+        high = _instructions(mode, workload, n2, target, workdir)
+        return (high - low) / (n2 - n1)
+
     samples: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for _ in range(repeat):  # interleaved, so that drift affects every mode alike
-        for mode in MODES:
-            low = _instructions(mode, workload, n1, target, workdir)
-            high = _instructions(mode, workload, n2, target, workdir)
-            samples[mode].append((high - low) / (n2 - n1))
+    order = [mode for _ in range(repeat) for mode in MODES]  # interleaved: drift hits every mode
+    with ThreadPoolExecutor(jobs) as pool:
+        for mode, per in zip(order, pool.map(count, order), strict=True):
+            samples[mode].append(per)
     unit = "unary call" if workload == "unary" else "bidi message"
     per_unit = {mode: statistics.median(runs) for mode, runs in samples.items()}
     for mode, runs in samples.items():
@@ -137,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
     parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="callgrind runs at once (each is one process)"
+    )
+    parser.add_argument(
         "--workload",
         choices=(*WORKLOADS, "both"),
         default="unary",
@@ -151,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_client(mode, workload, int(units), target))
         return 0
     n1, n2 = args.calls
-    if not 0 <= n1 < n2 or args.repeat < 1:
-        parser.error("need 0 <= N1 < N2 and --repeat >= 1")
+    if not 0 <= n1 < n2 or args.repeat < 1 or args.jobs < 1:
+        parser.error("need 0 <= N1 < N2, --repeat >= 1 and --jobs >= 1")
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     from graceful_grpc import COUNTER_IMPLEMENTATION
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         for workload in workloads:
             unit = "unary calls" if workload == "unary" else "bidi messages"
             print(f"{unit}: N1={n1}, N2={n2} (after {WARMUP} warm-up), {args.repeat} runs each")
-            _per_unit(workload, n1, n2, args.repeat, server.target, Path(tmp))
+            _per_unit(workload, n1, n2, args.repeat, server.target, Path(tmp), args.jobs)
     return 0
 
 
