@@ -75,8 +75,8 @@ class _Wrapped:
         self._link = link
         self._new_call = call_factory(self._make_raw(link.raw))
 
-    # The two ways grpc.aio's multicallables take their arguments. Each is the class's __call__
-    # itself (no frame of its own per call); the bodies are the same on purpose.
+    # The two ways grpc.aio's multicallables take their arguments; each is a class's __call__
+    # itself (no frame of its own per unary call).
 
     def _call_unary(
         self,
@@ -113,23 +113,15 @@ class _Wrapped:
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        handle = self._handle
-        connection = handle.connection
-        if handle.closed:
-            connection.admit("call")  # first: a CLOSED connection's grpc channel is closed
-            if connection.current is not self._link:
-                self._bind(connection.current)
-            call = self._new_call(
-                request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-            )
-            return connection.track_admitted(call, self._site)
-        link = connection.current
-        if link is not self._link:  # rotated since the last call
-            self._bind(link)
-        call = self._new_call(
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        # Once per stream (not per message): a call more is nothing here.
+        return self._call_unary(
+            request_iterator,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
         )
-        return link.track(call, self._site)
 
     def __repr__(self) -> str:
         return f"<graceful {self._site.kind} {self._site.method}>"
