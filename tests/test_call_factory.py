@@ -4,7 +4,6 @@ and the guard that allows the direct path only on verified grpc.aio internals.""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import subprocess
 import sys
@@ -211,20 +210,6 @@ async def test_fallback_without_grpcs_start_task_names_degrades_as_documented(
     report = await asyncio.wait_for(channel.close(grace=0.05), timeout=5)
     assert [info.method for info in report.cancelled] == [METHOD[kind]]
     assert channel.in_flight == 0
-
-
-async def test_fallback_call_that_failed_locally_leaves_when_dropped_without_the_names(
-    echo_server: EchoServer, fallback_only: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_abortable, "_START_TASKS", ("_renamed_start_task",))
-    channel = aio.insecure_channel(echo_server.target)
-    call = start(channel, "unary_unary", metadata=((42, 42),))
-    with pytest.raises(TypeError):
-        await asyncio.wait_for(call, timeout=5)
-    del call
-    gc.collect()  # grpc cancels a collected call; its done-callback takes it off the books
-    assert await channel.wait_idle(timeout=5)
-    assert (await asyncio.wait_for(channel.close(), timeout=5)).drained
 
 
 class _StreamCallWithoutMetadataEvent:
