@@ -332,7 +332,7 @@ class ShutdownSequence:
     async def _run_step(self, step: _Step, allowed: float) -> StepResult:
         logger.info("graceful_grpc: shutdown step %r (up to %.3fs)", step.name, allowed)
         started = time.monotonic()
-        channel = _closed_channel(step.action) or _stopped_server(step.action)
+        channel = _drained_owner(step.action)
         try:
             if channel is not None:
                 return await self._close_channel(step, channel, allowed, started)
@@ -421,31 +421,19 @@ def _check_signals(signals: Iterable[int]) -> list[int]:
     return checked
 
 
-def _stopped_server(action: Callable[[], Awaitable[Any]]) -> GracefulServer | None:
-    """The server, if ``action`` is a GracefulServer's bound stop method (or a partial of it
-    that passes no arguments)."""
-    if isinstance(action, functools.partial) and not action.args and not action.keywords:
-        action = action.func
-    owner = getattr(action, "__self__", None)
-    if isinstance(owner, GracefulServer) and getattr(action, "__func__", None) is (
-        GracefulServer.stop
-    ):
-        return owner
-    return None
-
-
 class _Abandoned(Exception):
     """A step overran and did not stop when cancelled."""
 
 
-def _closed_channel(action: Callable[[], Awaitable[Any]]) -> GracefulChannel | None:
-    """The channel, if ``action`` is a GracefulChannel's bound close method (or a partial of it
-    that passes no arguments)."""
+def _drained_owner(action: Callable[[], Awaitable[Any]]) -> GracefulChannel | GracefulServer | None:
+    """The channel or server, if ``action`` is a GracefulChannel's bound ``close`` or a
+    GracefulServer's bound ``stop`` (or a partial of one that passes no arguments)."""
     if isinstance(action, functools.partial) and not action.args and not action.keywords:
         action = action.func
     owner = getattr(action, "__self__", None)
-    if isinstance(owner, GracefulChannel) and getattr(action, "__func__", None) is (
-        GracefulChannel.close
-    ):
+    function = getattr(action, "__func__", None)
+    if isinstance(owner, GracefulChannel) and function is GracefulChannel.close:
+        return owner
+    if isinstance(owner, GracefulServer) and function is GracefulServer.stop:
         return owner
     return None
