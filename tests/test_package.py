@@ -107,3 +107,36 @@ def test_temporal_integration_without_its_extra_names_the_extra(missing: str) ->
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert f"needs {missing!r}" in out.stdout, out.stdout + out.stderr
     assert "pip install 'graceful-grpc[temporal]'" in out.stdout
+
+
+def test_import_defers_what_a_channel_does_not_need_yet() -> None:
+    # The import budget (issue 17: at most 10 ms on top of grpc.aio): the report dataclasses, the
+    # shutdown sequence and the server half load on first use, not with graceful_grpc.aio.
+    script = (
+        "import sys, grpc.aio\n"
+        "before = set(sys.modules)\n"
+        "import graceful_grpc.aio\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    loaded = set(eval(out))
+    deferred = {
+        "dataclasses",
+        "graceful_grpc.report",
+        "graceful_grpc.shutdown",
+        "graceful_grpc.aio._server",
+        "signal",
+    }
+    assert not loaded & deferred
+
+
+def test_lazy_exports_resolve() -> None:
+    from graceful_grpc.report import CallInfo, DrainReport
+
+    assert graceful_grpc.DrainReport is DrainReport
+    assert graceful_grpc.CallInfo is CallInfo
+    assert "unary_unary" in str(graceful_grpc.CallKind)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        graceful_grpc.Nope  # noqa: B018

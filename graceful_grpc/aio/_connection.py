@@ -24,7 +24,6 @@ from .._counting import Counter
 from .._listeners import Listeners
 from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError
-from ..report import CallKind, DrainReport
 from ..state import ChannelState
 from ._drain import Drain, interrupted, is_cancel_on_drain
 from ._hold import Hold, HoldRegistry, is_held
@@ -35,6 +34,8 @@ __all__ = ("CallSite", "Connection", "Handle")
 
 if TYPE_CHECKING:
     import random
+
+    from ..report import CallKind, DrainReport
 
 logger = logging.getLogger("graceful_grpc")
 

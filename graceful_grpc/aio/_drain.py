@@ -12,11 +12,14 @@ import asyncio
 import functools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ..errors import ChannelClosedError, ClosedReason, DrainTimeoutError
-from ..report import CallInfo, DrainReport
 from ._abortable import Abort
 from ._link import CallSite, Link
+
+if TYPE_CHECKING:
+    from ..report import CallInfo, DrainReport
 
 __all__ = ("Drain", "deadline_passed", "every", "interrupted", "is_cancel_on_drain")
 
@@ -118,6 +121,8 @@ class Drain:
         at_start = sum(counted[link][0] for link in covered)
         if self.own in covered:
             at_start += self.admitted
+        from ..report import DrainReport
+
         return DrainReport(
             closed=True,
             drained=not cancelled and not abandoned,
