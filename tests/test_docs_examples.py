@@ -6,8 +6,8 @@ to the loop it was made on), as a reader would type them into ``python -m asynci
 
 The rules, as a page writes them:
 
-- a ```` ```python ```` fence runs; a block that calls ``asyncio.run()`` itself runs as a script
-  would, outside the page's loop;
+- a ```` ```python ```` fence runs; a block that calls ``asyncio.run()`` (or ``uvloop.run()``)
+  itself runs as a script would, outside the page's loop;
 - every other fence must be preceded by ``<!-- docs-test: not run, <why> -->`` (a shell command,
   a Kubernetes manifest, program output): nothing is left out silently;
 - ``<!-- docs-test: hidden`` ... ``-->`` is code that runs at that point but is not shown (an
@@ -142,7 +142,7 @@ def compile_example(page: Page, example: Example) -> Any:
 
 
 def runs_its_own_loop(example: Example) -> bool:
-    """Whether the example calls ``asyncio.run()`` at its top level (a script's last line)."""
+    """Whether the example calls ``asyncio.run()`` (or ``uvloop.run()``) at its top level."""
     for node in ast.parse(example.source).body:
         call = node.value if isinstance(node, ast.Expr) else None
         if (
@@ -150,7 +150,7 @@ def runs_its_own_loop(example: Example) -> bool:
             and isinstance(call.func, ast.Attribute)
             and call.func.attr == "run"
             and isinstance(call.func.value, ast.Name)
-            and call.func.value.id == "asyncio"
+            and call.func.value.id in ("asyncio", "uvloop")
         ):
             return True
     return False
