@@ -64,8 +64,10 @@ class Page:
 
     @property
     def name(self) -> str:
-        return self.path.relative_to(ROOT).as_posix() if self.path.is_relative_to(ROOT) else str(
-            self.path
+        return (
+            self.path.relative_to(ROOT).as_posix()
+            if self.path.is_relative_to(ROOT)
+            else str(self.path)
         )
 
 
@@ -92,7 +94,7 @@ def parse(path: Path) -> Page:
         if stripped == _TEMPORAL:
             needs_temporal = True
         if stripped.startswith(_HIDDEN):
-            end = _find(lines, index + 1, lambda text: text.strip() == "-->", path, "hidden block")
+            end = _find(lines, index + 1, "-->", path, "hidden block")
             examples.append(Example(index + 2, "\n".join(lines[index + 1 : end]), hidden=True))
             index = end + 1
             continue
@@ -101,8 +103,7 @@ def parse(path: Path) -> Page:
             index += 1
             continue
         if fence := _FENCE.match(line):
-            closing = fence["indent"] + fence["fence"]
-            end = _find(lines, index + 1, lambda text: text.rstrip() == closing, path, "fence")
+            end = _find(lines, index + 1, fence["fence"], path, "fence")
             body = [text.removeprefix(fence["indent"]) for text in lines[index + 1 : end]]
             language = fence["info"].strip().split(" ")[0]
             if marked is not None:
@@ -123,9 +124,10 @@ def parse(path: Path) -> Page:
     return Page(path, tuple(examples), not_run, needs_temporal)
 
 
-def _find(lines: list[str], start: int, closes: Any, path: Path, what: str) -> int:
+def _find(lines: list[str], start: int, closing: str, path: Path, what: str) -> int:
+    """The index of the first line from ``start`` that is ``closing`` (indentation aside)."""
     for index in range(start, len(lines)):
-        if closes(lines[index]):
+        if lines[index].strip() == closing:
             return index
     raise PageError(f"{path}:{start}: {what} never closed")
 
@@ -249,5 +251,5 @@ def test_an_example_that_hangs_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys.modules[__name__], "EXAMPLE_TIMEOUT", 0.05)
     page = tmp_path / "page.md"
     page.write_text("```python\nawait asyncio.Event().wait()\n```\n")
-    with pytest.raises(AssertionError, match="did not finish within 0.05 s"):
+    with pytest.raises(AssertionError, match=r"did not finish within 0\.05 s"):
         run_page(parse(page), {"asyncio": asyncio})
