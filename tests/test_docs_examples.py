@@ -165,7 +165,19 @@ async def _on_loop(code: Any, namespace: dict[str, Any]) -> None:
 
 
 def run_page(page: Page, namespace: dict[str, Any]) -> None:
-    """Runs the page's examples in order; each one on the loop is bounded by EXAMPLE_TIMEOUT."""
+    """Runs the page's examples in order; each one on the loop is bounded by EXAMPLE_TIMEOUT.
+
+    sys.stdout and sys.stderr are put back afterwards, also when an example that redirected them
+    (to check what it prints) failed before it could.
+    """
+    streams = sys.stdout, sys.stderr
+    try:
+        _run_examples(page, namespace)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run_examples(page: Page, namespace: dict[str, Any]) -> None:
     with asyncio.Runner() as runner:
         for example in page.examples:
             code = compile_example(page, example)
@@ -253,3 +265,16 @@ def test_an_example_that_hangs_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     page.write_text("```python\nawait asyncio.Event().wait()\n```\n")
     with pytest.raises(AssertionError, match=r"did not finish within 0\.05 s"):
         run_page(parse(page), {"asyncio": asyncio})
+
+
+def test_streams_are_restored_after_a_failing_page(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- docs-test: hidden\nimport contextlib, io\n"
+        "contextlib.redirect_stdout(io.StringIO()).__enter__()\n-->\n"
+        "```python\nraise RuntimeError('the example broke')\n```\n"
+    )
+    stdout = sys.stdout
+    with pytest.raises(RuntimeError, match="the example broke"):
+        run_page(parse(page), {})
+    assert sys.stdout is stdout
