@@ -151,7 +151,8 @@ matrix: dist
 
 # The core suite against grpcio releases on $(PYTHON), a fresh venv each, every other package as
 # pinned: one or more of every fingerprint group (see graceful_grpc/aio/_grpc_internals.py), every
-# 1.84-1.85 release, the oldest with the oldest protobuf the stubs need. The table is in the README.
+# 1.84-1.85 release, the oldest with the oldest protobuf the stubs need. The table is in
+# docs/compatibility.md.
 GRPCIO_SWEEP ?= 1.63.0:protobuf==5.26.1 1.66.2 1.70.0 1.75.1 1.78.2 1.80.0 1.82.3 1.83.2 \
 	1.84.0 1.84.1 1.84.2 1.85.0 1.85.1 1.85.3 1.85.4
 grpcio-sweep: dist
