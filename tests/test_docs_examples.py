@@ -278,3 +278,27 @@ def test_streams_are_restored_after_a_failing_page(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="the example broke"):
         run_page(parse(page), {})
     assert sys.stdout is stdout
+
+
+def test_every_nav_page_is_collected() -> None:
+    """Every page of the site's navigation (mkdocs.yml) is a page whose examples run."""
+    nav = re.findall(r"^\s*- (?:[^\n]*: )?([\w./-]+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    collected = {path.relative_to(ROOT / "docs").as_posix() for path in pages()[1:]}
+    published = {"BENCHMARKS.md"}  # the record, published from the repository root by a hook
+    assert nav, "no pages found in mkdocs.yml's nav"
+    assert set(nav) - published <= collected, set(nav) - published - collected
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<!-- docs-test: hidden\nx = 1\n", "hidden block never closed"),
+        ("```python\nx = 1\n", "fence never closed"),
+        ("<!-- docs-test: not run, a manifest -->\nsome text\n", "not followed by a fence"),
+    ],
+)
+def test_malformed_pages_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(text)
+    with pytest.raises(PageError, match=problem):
+        parse(page)
