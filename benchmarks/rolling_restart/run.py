@@ -48,6 +48,7 @@ class Settings:
     probe_interval: float = 0.2
     warmup: float = 1.0
     settle: float = 1.0  # after a backend is back, before the next restart
+    max_connection_age: float = 0.0  # the backends' grpc.max_connection_age_ms, in s (0: none)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Result:
             "restarts": self.settings.restarts,
             "unready_delay": self.settings.unready_delay,
             "grace": self.settings.grace,
+            "max_connection_age": self.settings.max_connection_age,
             "calls_ok": self.calls_ok,
             "failed": dict(self.failed),
             "failure_details": self.failure_details,
@@ -209,6 +211,7 @@ async def run(settings: Settings) -> Result:
             "--variant", settings.variant,
             "--unready-delay", str(settings.unready_delay),
             "--grace", str(settings.grace),
+            "--max-connection-age", str(settings.max_connection_age),
         )  # fmt: skip
 
     backends = [backend(port) for port in ports]
