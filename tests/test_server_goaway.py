@@ -75,6 +75,18 @@ async def _serving(servicer: Any, **options: Any) -> tuple[aio.GracefulServer, s
 async def test_clients_behind_a_balancer_lose_no_call_when_their_backend_stops(
     style: str,
 ) -> None:
+    await _rolling_over(style)
+
+
+def test_clients_lose_no_call_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_rolling_over("coroutine"))
+
+
+async def _rolling_over(style: str) -> None:
+    """Clients calling in a loop through the balancer while their backend stops: none fails,
+    and they all move to the next backend on its GOAWAY."""
     loop = asyncio.get_running_loop()
     pool = None
     if style == "coroutine":

@@ -64,6 +64,7 @@ class Result:
     shutdowns: list[float] = field(default_factory=list)  # s from SIGTERM to exit
     drains: list[str] = field(default_factory=list)
     sigterms: list[float] = field(default_factory=list)
+    drain_starts: list[float] = field(default_factory=list)  # s after each SIGTERM
     failure_times: list[tuple[float, str]] = field(default_factory=list)  # the first 1000
 
     def failures_after_sigterm(self) -> list[tuple[float, str]]:
@@ -91,6 +92,7 @@ class Result:
             "watcher_ends": dict(self.watcher_ends),
             "shutdowns_s": [round(t, 4) for t in self.shutdowns],
             "drains": self.drains,
+            "drain_starts_after_sigterm_s": [round(t, 4) for t in self.drain_starts],
             "failures_after_sigterm_s": self.failures_after_sigterm()[:50],
         }
 
@@ -249,6 +251,8 @@ async def run(settings: Settings) -> Result:
             result.sigterms.append(time.monotonic())
             result.shutdowns.append(await old.terminate(bound))
             report = old.report or {}
+            if "drain_start" in report:  # the same monotonic clock: one machine
+                result.drain_starts.append(report["drain_start"] - result.sigterms[-1])
             _account(result, report, ends)
             backends[index] = backend(ports[index])
             await backends[index].start()

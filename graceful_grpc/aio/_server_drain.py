@@ -30,10 +30,12 @@ logger = logging.getLogger("graceful_grpc")
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 """grpc's health Watch stream: interrupted by default, once it has told its watcher the news."""
 
-GOAWAY_SETTLE = 0.05
+GOAWAY_SETTLE = 0.1
 """Seconds the drain allows a client from an answer's departure to its next request's arrival (a
 round trip and the client's own time): answers of the handlers that finish later are held until
 grpc's stop has sent its GOAWAY (see ``ServerDrain._settle``)."""
+SETTLE_MAX = 0.25
+"""The longest the drain holds answers back (while handlers on the thread pool keep answering)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -237,7 +239,11 @@ class ServerDrain:
         self._interrupt(final=False)
         await self._say_not_serving()
         await self._wait(started + self.unready_delay, until_idle=False)
-        await self._settle(started)
+        try:
+            await self._settle(started)
+        except BaseException:  # the drain's task cancelled (its loop ends): nothing is held
+            self._release()
+            raise
         self._start_grpc_stop()
         # after the stop's first step (tasks run in order), in which grpc queues its GOAWAY
         asyncio.get_running_loop().call_soon(self._release)
@@ -309,9 +315,11 @@ class ServerDrain:
 
     async def _settle(self, started: float) -> None:
         """Holds the answers of the handlers that finish from now on back, and waits until the
-        requests that the answers sent before may have caused have arrived (``GOAWAY_SETTLE``
-        after the latest answer, or after the drain's start), so that grpc's stop sends its
-        GOAWAY while no such request is on its way.
+        requests that the answers sent before may have caused have arrived: ``GOAWAY_SETTLE``
+        after the latest answer sent during the drain, which began at ``started`` (answers
+        before it are not watched: as if one left then), at most ``SETTLE_MAX``; so that grpc's
+        stop sends its GOAWAY while no such request is on its way. (Requests that arrive are
+        no sign: a balancer's health probes arrive on their own clock.)
 
         grpc cancels every RPC that reaches a server after its stop began (its
         ``ShutdownAndNotify`` zombies them: grpc/grpc#41785), and a client with a connection to
@@ -319,11 +327,13 @@ class ServerDrain:
         GOAWAY reaches it. A client that sends its next request when an answer arrives sends none
         while its answer is held; once grpc's stop has queued the GOAWAY, the held answers follow
         it on each connection, so the client reads the GOAWAY first and sends elsewhere."""
-        if self._deadline <= time.monotonic():
+        begun = time.monotonic()
+        if self._deadline <= begun:
             return
         self.holding = True
+        longest = begun + SETTLE_MAX
         while True:  # re-read: a thread-pool handler may have answered just before the hold
-            settled = max(self._last_end, started) + GOAWAY_SETTLE
+            settled = min(max(self._last_end, started) + GOAWAY_SETTLE, longest)
             if min(settled, self._deadline) <= time.monotonic():
                 return
             await self._wait(settled, until_idle=False)
