@@ -4,8 +4,8 @@ grpc cancels every RPC that reaches a server after its stop began, and a client 
 keeps its connection to the draining backend until that stop's GOAWAY reaches it: a client whose
 answer was on its way when the stop began sends its next call there, and it is cancelled. The
 drain holds the answers of the handlers that finish just before grpc's stop until the GOAWAY is
-queued, so the clients read the GOAWAY first. Real servers, a real balancer process stand-in with
-a slow link back to the clients (the fault that widens the race).
+queued, so the clients read the GOAWAY first. Real servers; the balancer is an in-process TCP
+proxy whose link back to the clients is slow (the injected fault that widens the race).
 """
 
 from __future__ import annotations
