@@ -31,18 +31,9 @@ def test_graceful_rolling_restart_loses_nothing(tmp_path: Path) -> None:
     assert [r["scenario"] for r in results] == ["proxy", "round_robin"]
     for result in results:
         assert result["calls_ok"] > 0
-        if result["scenario"] == "proxy":
-            # Behind an L4 balancer, clients keep their connection to the draining backend until
-            # grpc's stop sends GOAWAY; grpc cancels a few calls that race that GOAWAY when the
-            # stop then completes at once (the hand-written best practice shows the same, see
-            # BENCHMARKS.md). Nothing else may fail, and only then.
-            assert set(result["failed"]) <= {"CANCELLED"}, result
-            assert all(
-                UNREADY_DELAY <= after <= UNREADY_DELAY + 0.5
-                for after, _status in result["failures_after_sigterm_s"]
-            ), result
-        else:
-            assert result["failed"] == {}, result
+        # Behind the L4 balancer too: the clients' calls that would race grpc's GOAWAY are held
+        # back until it has been sent (the server drain's GOAWAY settle, tests/test_server_goaway)
+        assert result["failed"] == {}, result
         assert result["downstream_refused"] == 0, result
         assert len(result["shutdowns_s"]) == 2
         # well within the grace: nothing (not even a watcher) waited it out

@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unready-delay", type=float, default=0.5)
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--settle", type=float, default=1.0)
+    parser.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=0.0,
+        help="the backends' grpc.max_connection_age_ms, in seconds (default 0: none)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     if args.restarts < 1:
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 unready_delay=args.unready_delay,
                 grace=args.grace,
                 settle=args.settle,
+                max_connection_age=args.max_connection_age,
             )
             result = asyncio.run(run(settings))
             print(describe(result), flush=True)

@@ -74,6 +74,9 @@ class Backend(echo_pb2_grpc.EchoServicer):
 
 async def serve(args: argparse.Namespace) -> dict[str, Any]:
     health_servicer = health.aio.HealthServicer()
+    options = []
+    if args.max_connection_age:
+        options.append(("grpc.max_connection_age_ms", round(args.max_connection_age * 1000)))
     downstream: Any
     if args.variant == "graceful":
         downstream = aio.insecure_channel(args.downstream, drain_timeout=args.grace)
@@ -83,10 +86,11 @@ async def serve(args: argparse.Namespace) -> dict[str, Any]:
             health=health_servicer,
             cancel_on_drain=[WATCH],
             holds=[downstream],
+            options=options,
         )
     else:
         downstream = grpc.aio.insecure_channel(args.downstream)
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=options)
     backend = Backend(args.port, downstream)  # type: ignore[abstract]  # two methods unused
     echo_pb2_grpc.add_EchoServicer_to_server(backend, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=("naive", "best", "graceful"), required=True)
     parser.add_argument("--unready-delay", type=float, default=0.5)
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--max-connection-age", type=float, default=0.0)
     args = parser.parse_args(argv)
     report = asyncio.run(serve(args))
     print("REPORT", json.dumps(report), flush=True)

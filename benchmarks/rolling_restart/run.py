@@ -48,6 +48,7 @@ class Settings:
     probe_interval: float = 0.2
     warmup: float = 1.0
     settle: float = 1.0  # after a backend is back, before the next restart
+    max_connection_age: float = 0.0  # the backends' grpc.max_connection_age_ms, in s (0: none)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Result:
     shutdowns: list[float] = field(default_factory=list)  # s from SIGTERM to exit
     drains: list[str] = field(default_factory=list)
     sigterms: list[float] = field(default_factory=list)
+    drain_starts: list[float] = field(default_factory=list)  # s after each SIGTERM
     failure_times: list[tuple[float, str]] = field(default_factory=list)  # the first 1000
 
     def failures_after_sigterm(self) -> list[tuple[float, str]]:
@@ -80,6 +82,7 @@ class Result:
             "restarts": self.settings.restarts,
             "unready_delay": self.settings.unready_delay,
             "grace": self.settings.grace,
+            "max_connection_age": self.settings.max_connection_age,
             "calls_ok": self.calls_ok,
             "failed": dict(self.failed),
             "failure_details": self.failure_details,
@@ -89,6 +92,7 @@ class Result:
             "watcher_ends": dict(self.watcher_ends),
             "shutdowns_s": [round(t, 4) for t in self.shutdowns],
             "drains": self.drains,
+            "drain_starts_after_sigterm_s": [round(t, 4) for t in self.drain_starts],
             "failures_after_sigterm_s": self.failures_after_sigterm()[:50],
         }
 
@@ -209,6 +213,7 @@ async def run(settings: Settings) -> Result:
             "--variant", settings.variant,
             "--unready-delay", str(settings.unready_delay),
             "--grace", str(settings.grace),
+            "--max-connection-age", str(settings.max_connection_age),
         )  # fmt: skip
 
     backends = [backend(port) for port in ports]
@@ -246,6 +251,8 @@ async def run(settings: Settings) -> Result:
             result.sigterms.append(time.monotonic())
             result.shutdowns.append(await old.terminate(bound))
             report = old.report or {}
+            if "drain_start" in report:  # the same monotonic clock: one machine
+                result.drain_starts.append(report["drain_start"] - result.sigterms[-1])
             _account(result, report, ends)
             backends[index] = backend(ports[index])
             await backends[index].start()

@@ -1,4 +1,10 @@
-"""GracefulServer: a grpc.aio server whose stop drains its handlers, load balancers told first."""
+"""GracefulServer: a grpc.aio server whose stop drains its handlers, load balancers told first.
+
+Its clients lose no call to the stop: a drain says NOT_SERVING, keeps serving for the unready
+delay, holds the last answers back until grpc's stop has sent its GOAWAY (grpc cancels any RPC
+that reaches a stopping server, and a client reads that GOAWAY before the held answer, so it
+sends its next call elsewhere), then waits for every handler under one deadline.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +33,9 @@ class GracefulServer(aio.Server):
     Every handler is tracked from its start to its coroutine's real end, whatever its kind and
     however it ends (returns, raises, aborts, its client cancels). ``stop()`` says NOT_SERVING
     on the health servicer, keeps serving for ``unready_delay`` so that load balancers move
-    away, interrupts the ``cancel_on_drain`` handlers (watches) with UNAVAILABLE, then stops
-    grpc's server and waits for every handler under one deadline, and returns a DrainReport.
+    away, interrupts the ``cancel_on_drain`` handlers (watches) with UNAVAILABLE, holds the last
+    answers back until grpc's stop has sent its GOAWAY, then waits for every handler under one
+    deadline, and returns a DrainReport.
 
     Create one with ``graceful_grpc.aio.server()``.
     """
@@ -88,10 +95,22 @@ class GracefulServer(aio.Server):
         In order: state DRAINING and ``health.enter_graceful_shutdown()`` (every service
         NOT_SERVING); handlers of ``cancel_on_drain`` methods in flight, or started from now on,
         end at once with UNAVAILABLE (a health Watch right after it has sent NOT_SERVING); for
-        ``unready_delay`` seconds new RPCs are still accepted and served; then grpc's own stop
-        (no new RPCs) and a wait until every handler's coroutine has ended - also the ones grpc
-        no longer waits for, such as a handler still in its ``finally`` after ``abort()``. At the
-        deadline the handlers still running are cancelled and listed in ``report.cancelled``.
+        ``unready_delay`` seconds new RPCs are still accepted and served; then the GOAWAY
+        settle: handlers that finish from now on keep their answer until grpc's stop has sent
+        its GOAWAY, and the stop waits until 100 ms after the latest answer sent during the
+        drain (or after the drain's start): the time that answer's client may take to send its
+        next request; then grpc's own stop (no new RPCs) and a wait until every handler's
+        coroutine has ended - also the ones grpc no longer waits for, such as a handler still in
+        its ``finally`` after ``abort()``. At the deadline the handlers still running are
+        cancelled and listed in ``report.cancelled``.
+
+        The settle is there because grpc cancels every RPC that reaches the server after its
+        stop began (grpc/grpc#41785), and a client keeps sending on its connection until the
+        stop's GOAWAY reaches it - behind an L4 balancer, every client of this server: a client
+        that sends its next call when an answer arrives reads the GOAWAY first, and sends it
+        elsewhere. A client that sends on its own clock can still race the GOAWAY; giving the
+        server ``grpc.max_connection_age_ms`` shorter than ``unready_delay`` (minus the
+        balancer's probe interval) moves every client off before grpc's stop.
 
         Unlike grpc's ``stop(None)``, which cancels everything at once, ``grace=None`` means
         ``drain_timeout``; ``grace=0`` cancels at once. Concurrent and repeated calls get the same
@@ -163,7 +182,8 @@ def server(
         drain_timeout: Default deadline of ``stop()``, in seconds.
         unready_delay: Seconds ``stop()`` keeps serving new RPCs after the health servicer says
             NOT_SERVING, so that load balancers and health-checking clients move away first
-            (never beyond the deadline).
+            (never beyond the deadline). Then answers are held back for the GOAWAY settle (up to
+            250 ms, see ``GracefulServer.stop``) before grpc's stop.
         health: A ``grpc_health.v1`` HealthServicer, sync or aio (anything with
             ``enter_graceful_shutdown()``); register it on the server yourself as usual.
         cancel_on_drain: Methods whose handlers never end by themselves (watches, long polls):

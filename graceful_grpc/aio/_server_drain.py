@@ -30,6 +30,13 @@ logger = logging.getLogger("graceful_grpc")
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 """grpc's health Watch stream: interrupted by default, once it has told its watcher the news."""
 
+GOAWAY_SETTLE = 0.1
+"""Seconds the drain allows a client from an answer's departure to its next request's arrival (a
+round trip and the client's own time): answers of the handlers that finish later are held until
+grpc's stop has sent its GOAWAY (see ``ServerDrain._settle``)."""
+SETTLE_MAX = 0.25
+"""The longest the drain holds answers back (while handlers on the thread pool keep answering)."""
+
 
 @dataclass(eq=False, slots=True)
 class Handler:
@@ -110,6 +117,10 @@ class ServerDrain:
         self._task: asyncio.Task[DrainReport] | None = None
         self._grpc_stops: set[asyncio.Future[None]] = set()  # kept referenced while they run
         self._grpc_deadline: float | None = None
+        self.holding = False  # finished handlers wait for released() before they answer
+        self._last_end = 0.0  # when the latest handler ended during the drain
+        self._released = asyncio.Event()
+        self._released_threads = threading.Event()
 
     @property
     def in_flight(self) -> int:
@@ -183,6 +194,7 @@ class ServerDrain:
             self._handlers.discard(handler)
             if self.state is ChannelState.OPEN:
                 return
+            self._last_end = time.monotonic()
             if not handler.interrupted and not handler.cancelled:
                 self._completed += 1
             if self._handlers:
@@ -212,6 +224,14 @@ class ServerDrain:
     async def wait_draining(self) -> None:
         await self._draining.wait()
 
+    async def released(self) -> None:
+        """Returns once the drain lets held responses go (grpc's stop has sent its GOAWAY)."""
+        await self._released.wait()
+
+    def released_in_thread(self) -> None:
+        """``released()`` for a handler on the server's thread pool (blocks it)."""
+        self._released_threads.wait(max(0.0, self._deadline - time.monotonic()))
+
     async def _run(self) -> DrainReport:
         started = time.monotonic()
         self._draining.set()
@@ -219,7 +239,14 @@ class ServerDrain:
         self._interrupt(final=False)
         await self._say_not_serving()
         await self._wait(started + self.unready_delay, until_idle=False)
+        try:
+            await self._settle(started)
+        except BaseException:  # the drain's task cancelled (its loop ends): nothing is held
+            self._release()
+            raise
         self._start_grpc_stop()
+        # after the stop's first step (tasks run in order), in which grpc queues its GOAWAY
+        asyncio.get_running_loop().call_soon(self._release)
         self._interrupt(final=True)  # watchers that had nothing to say before the stop
         finished = await self._wait(None, until_idle=True)
         cancelled = () if finished else self._cancel_rest()
@@ -285,6 +312,36 @@ class ServerDrain:
                 await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 wake.cancel()
+
+    async def _settle(self, started: float) -> None:
+        """Holds the answers of the handlers that finish from now on back, and waits until the
+        requests that the answers sent before may have caused have arrived: ``GOAWAY_SETTLE``
+        after the latest answer sent during the drain, which began at ``started`` (answers
+        before it are not watched: as if one left then), at most ``SETTLE_MAX``; so that grpc's
+        stop sends its GOAWAY while no such request is on its way. (Requests that arrive are
+        no sign: a balancer's health probes arrive on their own clock.)
+
+        grpc cancels every RPC that reaches a server after its stop began (its
+        ``ShutdownAndNotify`` zombies them: grpc/grpc#41785), and a client with a connection to
+        this server (behind an L4 balancer, every client has one) keeps sending there until that
+        GOAWAY reaches it. A client that sends its next request when an answer arrives sends none
+        while its answer is held; once grpc's stop has queued the GOAWAY, the held answers follow
+        it on each connection, so the client reads the GOAWAY first and sends elsewhere."""
+        begun = time.monotonic()
+        if self._deadline <= begun:
+            return
+        self.holding = True
+        longest = begun + SETTLE_MAX
+        while True:  # re-read: a thread-pool handler may have answered just before the hold
+            settled = min(max(self._last_end, started) + GOAWAY_SETTLE, longest)
+            if min(settled, self._deadline) <= time.monotonic():
+                return
+            await self._wait(settled, until_idle=False)
+
+    def _release(self) -> None:
+        self.holding = False
+        self._released.set()
+        self._released_threads.set()
 
     def _idle(self) -> bool:
         return not self._handlers and all(stop.done() for stop in self._grpc_stops)

@@ -103,13 +103,15 @@ def _release(taken: list[Hold]) -> None:
         hold.release()
 
 
-async def _end_interrupted(handler: Handler, context: Any) -> None:
+async def _end_interrupted(handler: Handler, context: Any, drain: ServerDrain) -> None:
     """Ends an interrupted handler's RPC with UNAVAILABLE (raises grpc's abort error)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         task.uncancel()
     if context.done():  # the handler had already sent its status
         return
+    if drain.holding:  # its client re-opens on hearing it: after grpc's GOAWAY
+        await drain.released()
     await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
 
@@ -126,15 +128,20 @@ def _async_handler(
         try:
             _take_holds(holds, taken)
             if handler.interrupted:
-                await _end_interrupted(handler, context)
+                await _end_interrupted(handler, context, drain)
                 return None
             if handler.interruptible:
                 context = _Guarded(context, handler, drain)
-            return await behavior(request, context)
+            try:
+                response = await behavior(request, context)
+            finally:
+                if drain.holding:  # its answer waits for grpc's GOAWAY (ServerDrain._settle)
+                    await drain.released()
+            return response
         except asyncio.CancelledError:
             if not handler.interrupted or handler.cancelled:
                 raise
-            await _end_interrupted(handler, context)
+            await _end_interrupted(handler, context, drain)
             return None
         finally:
             _release(taken)
@@ -156,20 +163,24 @@ def _async_generator_handler(
         try:
             _take_holds(holds, taken)
             if handler.interrupted:
-                await _end_interrupted(handler, context)
+                await _end_interrupted(handler, context, drain)
                 return
             if handler.interruptible:
                 context = _Guarded(context, handler, drain)
             messages = behavior(request, context)
             try:
                 async for message in messages:
+                    if drain.holding:
+                        await drain.released()
                     await context.write(message)
             finally:
                 await messages.aclose()
+                if drain.holding:
+                    await drain.released()
         except asyncio.CancelledError:
             if not handler.interrupted or handler.cancelled:
                 raise
-            await _end_interrupted(handler, context)
+            await _end_interrupted(handler, context, drain)
         finally:
             _release(taken)
             drain.leave(handler)
@@ -190,8 +201,14 @@ def _sync_handler(
         try:
             _take_holds(holds, taken)
             if handler.interrupted:
+                if drain.holding:
+                    drain.released_in_thread()
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-            return behavior(request, context)
+            try:
+                return behavior(request, context)
+            finally:
+                if drain.holding:
+                    drain.released_in_thread()
         finally:
             _release(taken)
             drain.leave(handler)
@@ -221,6 +238,8 @@ def _sync_stream_handler(
             try:
                 for message in messages:
                     told = drain.draining  # made after the drain began (read before the yield)
+                    if drain.holding:
+                        drain.released_in_thread()
                     yield message
                     if handler.interruptible and drain.sent(handler, wrote=told):
                         _set_shutting_down(context)
