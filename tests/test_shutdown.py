@@ -228,24 +228,25 @@ async def test_step_ignoring_cancellation_is_abandoned_and_the_channel_still_clo
     seq.add_channel("close channel", channel)
     began = time.monotonic()
     running = asyncio.create_task(seq.run())
-    await asyncio.wait_for(started.wait(), timeout=5)
-    if how == "force":
-        seq.force()
-    with caplog.at_level(logging.WARNING, logger="graceful_grpc"):
-        report = await asyncio.wait_for(running, timeout=5)
-    took = time.monotonic() - began
-    assert report["stubborn"].outcome == "abandoned"
-    assert any("abandoned" in r.getMessage() for r in caplog.records)
-    drain = report["close channel"].drain
-    assert drain is not None and drain.closed and len(drain.cancelled) == 1
-    assert channel.state is ChannelState.CLOSED
-    if how == "budget":
-        assert took <= budget + 0.05, took
-    else:
-        assert took <= 0.05, took
-    with pytest.raises(DrainTimeoutError):
-        await call
-    stop.set()  # the abandoned step was still running, as reported
+    try:
+        await asyncio.wait_for(started.wait(), timeout=5)
+        if how == "force":
+            seq.force()
+        with caplog.at_level(logging.WARNING, logger="graceful_grpc"):
+            report = await asyncio.wait_for(running, timeout=5)
+        took = time.monotonic() - began
+        assert report["stubborn"].outcome == "abandoned"
+        assert any("abandoned" in r.getMessage() for r in caplog.records)
+        drain = report["close channel"].drain
+        assert drain is not None and drain.closed and len(drain.cancelled) == 1
+        assert channel.state is ChannelState.CLOSED
+        # Bounds far below the step's own (endless) run and the channel's 60 s drain, loose
+        # enough for a loaded machine: abandoned at the budget, or at once when forced.
+        assert took <= (budget if how == "budget" else 0) + 1.0, took
+        with pytest.raises(DrainTimeoutError):
+            await call
+    finally:
+        stop.set()  # the abandoned step was still running, as reported; a failed check too
 
 
 async def test_channel_close_as_partial_or_add_channel_gets_its_grace(
