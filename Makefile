@@ -159,7 +159,7 @@ wheels: $(STAMP)
 	mkdir -p build/wheels
 	$(RELEASE_BUILD) $(PY) -m build -o build/wheels . > build/wheels/build.log 2>&1 \
 		|| { cat build/wheels/build.log; exit 1; }
-	grep -E '^(gcc|cc|x86_64-linux-gnu-gcc).* -Wall .*_counter\.c' build/wheels/build.log
+	grep -E -- '-c graceful_grpc/_counter\.c .*-Wall' build/wheels/build.log
 	! grep -E -- '-Werror' build/wheels/build.log
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/auditwheel repair -w $(WHEELHOUSE) build/wheels/*.whl
 	$(VENV)/bin/auditwheel show $(WHEELHOUSE)/*manylinux*.whl
