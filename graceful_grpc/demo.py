@@ -1,9 +1,8 @@
 """``python -m graceful_grpc demo``: the shutdown problem, and its fix, side by side.
 
-N jobs each make a slow RPC, do local work with no RPC in flight, then send a final "report" RPC.
-Mid-way the process sends itself SIGTERM and the handler closes the channel. Run once with plain
-grpc.aio ``close(grace=...)`` and once with graceful_grpc; count the reports the server received.
-With ``--metrics``, also show the graceful run's OpenTelemetry metrics at SIGTERM and after close.
+``DESCRIPTION`` (the command's ``--help``) says what the scenario does. The demo needs only the
+core install: its server uses grpc's generic handlers with bytes, not the protobuf stubs of
+``graceful_grpc.testing``; ``--metrics`` alone needs opentelemetry-sdk.
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import aio
-from .testing import EchoServer, echo_pb2, echo_pb2_grpc
+from ._demo_server import METHOD, DemoServer, encode_request
 
 if TYPE_CHECKING:
     from ._demo_metrics import DemoMetrics
 
-__all__ = ("DemoResult", "main", "run_demo")
+__all__ = ("DemoResult", "configure", "main", "run", "run_demo")
 
 
 @dataclass
@@ -54,20 +53,20 @@ async def _scenario(
 ) -> DemoResult:
     result = DemoResult(label=label, jobs=jobs)
     errors: collections.Counter[str] = collections.Counter()
-    async with EchoServer() as server:
+    async with DemoServer() as server:
         channel = make_channel(server.target)
-        stub = echo_pb2_grpc.EchoStub(channel)
+        # No (de)serialisers: bytes in and out.
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         first_done = asyncio.Event()
         closed = asyncio.Event()
 
         async def job(index: int) -> None:
             try:
                 async with job_context(channel):
-                    slow = echo_pb2.Behaviour(delay_ms=100 + 10 * index)
-                    await stub.Unary(echo_pb2.EchoRequest(message=f"work-{index}", behaviour=slow))
+                    await call(encode_request(f"work-{index}", delay_ms=100 + 10 * index))
                     first_done.set()
                     await asyncio.sleep(0.2)  # local work: no RPC in flight now
-                    await stub.Unary(echo_pb2.EchoRequest(message=f"report-{index}"))
+                    await call(encode_request(f"report-{index}"))
             except BaseException as exc:  # the demo's point: see what each approach raises
                 errors[type(exc).__name__] += 1
                 if not isinstance(exc, Exception):
@@ -166,20 +165,58 @@ def _table(results: list[DemoResult]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs the demo; returns 0 only if graceful_grpc delivered every report."""
-    parser = argparse.ArgumentParser(prog="python -m graceful_grpc demo", description=__doc__)
-    parser.add_argument("--jobs", type=int, default=20, help="units of work (default 20)")
+SUMMARY = "plain grpc.aio vs graceful_grpc: the reports lost at SIGTERM"
+
+DESCRIPTION = """\
+The shutdown problem, and its fix, side by side.
+
+N jobs each make a slow RPC, do local work with no RPC in flight, then send a
+final "report" RPC to a local server (127.0.0.1, a free port). Mid-way the
+process sends itself SIGTERM and the handler closes the channel. The scenario
+runs once with plain grpc.aio close(grace=...) and once with graceful_grpc,
+and counts the reports the server received.
+
+Needs only the core install (grpcio). Exit status 0 if graceful_grpc delivered
+every report, 1 if not, 2 for bad options."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's paragraphs; option help says its own default."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Gives ``parser`` the demo's description and options (for ``run``)."""
+    parser.description = DESCRIPTION
+    parser.formatter_class = _HelpFormatter
     parser.add_argument(
-        "--drain-timeout", type=float, default=10.0, help="close() grace / drain deadline, s"
+        "--jobs", type=int, default=20, metavar="N", help="units of work (default: %(default)s)"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="grpc.aio's close() grace and graceful_grpc's drain deadline, in seconds "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table (default: a table)"
+    )
     parser.add_argument(
         "--metrics",
         action="store_true",
-        help="also show the graceful run's OpenTelemetry metrics (needs opentelemetry-sdk)",
+        help="also show the graceful run's OpenTelemetry metrics at SIGTERM and after the "
+        "close; needs opentelemetry-sdk (default: off)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Runs the demo with the options ``parser`` (set up by ``configure``) parsed into ``args``.
+
+    Returns:
+        0 if graceful_grpc delivered every report, else 1. Bad options exit with status 2
+        (through ``parser.error``) before anything runs.
+    """
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if not args.drain_timeout > 0:
@@ -197,6 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         if metrics is not None:
             print(f"\ngraceful_grpc metrics (OpenTelemetry, in-memory reader)\n\n{metrics.table()}")
     return 0 if results[-1].lost == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m graceful_grpc demo [OPTIONS]``: parses ``argv``, runs the demo (see ``run``)."""
+    parser = argparse.ArgumentParser(prog="python -m graceful_grpc demo")
+    configure(parser)
+    return run(parser, parser.parse_args(argv))
 
 
 def _metrics_recorder(parser: argparse.ArgumentParser) -> DemoMetrics:

@@ -15,8 +15,9 @@ from graceful_grpc.testing import EchoServer
 if TYPE_CHECKING:
     from .support.temporal_server import TemporalDevServer
 
-# The core suite runs without the temporal extras (`pip install graceful-grpc[test]`): the
-# Temporal tests are then not collected at all. `make test` installs them and runs everything.
+# The core suite runs without the temporal extra (`pip install '.[testing,opentelemetry]' --group
+# test`): the Temporal tests are then not collected at all. `make test` installs them and runs
+# everything.
 TEMPORAL_INSTALLED = all(
     importlib.util.find_spec(name) is not None for name in ("temporalio", "tenacity")
 )

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,27 @@ def test_active_implementation_matches_environment() -> None:
     assert expected == graceful_grpc.COUNTER_IMPLEMENTATION
 
 
+def test_the_package_under_test_is_the_installed_wheel() -> None:
+    # Set by the wheel test runs (make wheel-check, cibuildwheel): a suite that imported a source
+    # tree instead of the installed wheel would prove nothing about the wheel.
+    if not os.environ.get("GRACEFUL_GRPC_EXPECT_INSTALLED"):
+        pytest.skip("only in a wheel's test run (GRACEFUL_GRPC_EXPECT_INSTALLED=1)")
+    package = Path(graceful_grpc.__file__).resolve().parent
+    site_packages = {Path(sysconfig.get_path(name)).resolve() for name in ("purelib", "platlib")}
+    assert package.parent in site_packages, package
+    assert Path(sys.prefix).resolve() in package.parents, (package, sys.prefix)
+
+
+def test_the_wheel_has_the_expected_counter() -> None:
+    expected = os.environ.get("GRACEFUL_GRPC_EXPECT_COUNTER")
+    if not expected:
+        pytest.skip("only in a wheel's test run (GRACEFUL_GRPC_EXPECT_COUNTER=c|python)")
+    assert expected == graceful_grpc.COUNTER_IMPLEMENTATION
+    package = Path(graceful_grpc.__file__).resolve().parent
+    built = sorted(p.name for p in package.glob("_counter.*") if p.suffix in (".so", ".pyd"))
+    assert bool(built) == (expected == "c"), built  # the pure wheel carries no extension
+
+
 def test_py_typed_ships() -> None:
     assert os.path.exists(os.path.join(os.path.dirname(graceful_grpc.__file__), "py.typed"))
 
@@ -67,6 +89,12 @@ def _requirements() -> list[str]:
 def test_the_core_requires_only_grpcio() -> None:
     core = [r for r in _requirements() if "extra ==" not in r]
     assert core == [f"grpcio>={_GRPCIO_FLOOR}"]
+
+
+def test_only_the_users_extras_are_published() -> None:
+    # Contributors' dependencies (test, dev, bench, docs) are dependency groups, not extras.
+    extras = importlib.metadata.metadata("graceful-grpc").get_all("Provides-Extra")
+    assert sorted(extras or []) == ["opentelemetry", "temporal", "testing"]
 
 
 def test_tenacity_comes_with_the_temporal_extra_only() -> None:

@@ -74,6 +74,6 @@ def available_modes() -> tuple[list[str], str]:
         names = [name for name, mode in MODES.items() if not mode.uvloop]
         return (
             names,
-            "uvloop not installed (pip install 'graceful-grpc[bench]'): uvloop modes skipped",
+            "uvloop not installed (pip install --group bench): uvloop modes skipped",
         )
     return list(MODES), ""

@@ -18,7 +18,7 @@ def plot_ratios(e2e: dict[str, Any], workloads: list[str], path: Path) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "plot skipped: matplotlib not installed (pip install 'graceful-grpc[bench]')"
+        return "plot skipped: matplotlib not installed (pip install --group bench)"
     figure, axes = plt.subplots(
         len(_FIGURES), len(workloads), figsize=(4.2 * len(workloads), 7), squeeze=False
     )

@@ -21,10 +21,25 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m graceful_grpc.testing")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
+    parser = argparse.ArgumentParser(
+        prog="python -m graceful_grpc.testing",
+        description="Serves the Echo test service until stdin closes; prints "
+        "'LISTENING host:port' once it listens. Needs protobuf "
+        "(pip install 'graceful-grpc[testing]').",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pin this process to CPU N, Linux only (default: not pinned)",
+    )
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
