@@ -189,7 +189,7 @@ class _DrainStarted(logging.Handler):
         self.event = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        draining = record.getMessage().startswith("graceful_grpc: draining channel")
+        draining = record.getMessage().startswith("draining channel")
         if draining and record.thread == self.thread.ident:
             self.event.set()
 

@@ -12,7 +12,6 @@ so a grpc channel is closed and every awaiter gets the report even when the drai
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from grpc import aio
 
 from .._counting import Counter
 from .._listeners import Listeners
+from .._log import logger
 from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError
 from ..report import CallKind, DrainReport
@@ -35,8 +35,6 @@ __all__ = ("CallSite", "Connection", "Handle")
 
 if TYPE_CHECKING:
     import random
-
-logger = logging.getLogger("graceful_grpc")
 
 ChannelFactory = Callable[[], aio.Channel]
 
@@ -252,8 +250,7 @@ class Connection:
         old.end_all(interrupted("rotated"), old.interrupted, is_cancel_on_drain)
         self._start(drain, "graceful_grpc rotation drain")
         logger.info(
-            "graceful_grpc: rotated to a new connection (%d); %d calls drain on the old one, "
-            "deadline %.3fs",
+            "rotated to a new connection (%d); %d calls drain on the old one, deadline %.3fs",
             self.rotations,
             drain.counted[old][0],
             grace,
@@ -287,7 +284,7 @@ class Connection:
                 raise TypeError("max_age without a factory")
             self._rotate_to(self.factory(), self.options.drain_timeout)
         except Exception:
-            logger.exception("graceful_grpc: max_age rotation failed; the old connection stays")
+            logger.exception("max_age rotation failed; the old connection stays")
         self._schedule_age_rotation(loop)
 
     # -- the drain -----------------------------------------------------------------------------
@@ -305,7 +302,7 @@ class Connection:
                 self._age_timer.cancel()
                 self._age_timer = None
             logger.info(
-                "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
+                "draining channel: %d calls in flight, %d holds, deadline %.3fs",
                 self.in_flight.value,
                 self.holds.count.value,
                 grace,
@@ -372,7 +369,7 @@ class Connection:
         abandoned = self.holds.close_and_abandon()
         self.state = ChannelState.CLOSED
         if abandoned:
-            logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
+            logger.warning("drain deadline passed, abandoned %d holds", abandoned)
         if everything:
             now = asyncio.get_running_loop().time()
             for retiring in self._retiring.values():

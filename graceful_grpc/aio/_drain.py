@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 
+from .._log import logger
 from ..errors import ChannelClosedError, ClosedReason, DrainTimeoutError
 from ..report import CallInfo, DrainReport
 from ._abortable import Abort
 from ._link import CallSite, Link
 
 __all__ = ("Drain", "deadline_passed", "every", "interrupted", "is_cancel_on_drain")
-
-logger = logging.getLogger("graceful_grpc")
 
 _monotonic = time.monotonic
 _WHY = {
@@ -129,7 +127,7 @@ class Drain:
         )
 
     def log(self, report: DrainReport) -> None:
-        logger.info("graceful_grpc: %s: %s", self.kind, report.summary())
+        logger.info("%s: %s", self.kind, report.summary())
 
 
 def _log_cancelled(cancelled: list[CallInfo]) -> None:
@@ -139,8 +137,7 @@ def _log_cancelled(cancelled: list[CallInfo]) -> None:
         by_method.setdefault((info.kind, info.method), []).append(info.age)
     for (kind, method), ages in by_method.items():
         logger.warning(
-            "graceful_grpc: drain deadline passed, cancelled %d %s call(s) of %s "
-            "(in flight up to %.3fs)",
+            "drain deadline passed, cancelled %d %s call(s) of %s (in flight up to %.3fs)",
             len(ages),
             kind,
             method,
