@@ -18,6 +18,7 @@ from .._validation import check_seconds
 from ..errors import ChannelClosedError
 from ..report import CallKind, DrainReport
 from ..state import ChannelState
+from ._call_factory import announce_call_path
 from ._connection import CallSite, Connection, Handle
 from ._hold import Hold
 from ._method_filter import MethodFilter
@@ -124,6 +125,7 @@ class GracefulChannel(aio.Channel):
         _check_grpc_channel(channel, "channel")
         checked = None if factory is None else _checked_factory(factory)
         self._handle = Handle(Connection(channel, options, checked))
+        announce_call_path()
 
     # -- reference counting --------------------------------------------------------------------
 
