@@ -28,7 +28,7 @@ from ..report import CallKind, DrainReport
 from ..state import ChannelState
 from ._drain import Drain, interrupted, is_cancel_on_drain
 from ._hold import Hold, HoldRegistry, is_held
-from ._link import CallSite, Link, LiveCall
+from ._link import CallSite, Link, LiveCall, site_of
 from ._options import ChannelOptions
 
 __all__ = ("CallSite", "Connection", "Handle")
@@ -201,7 +201,14 @@ class Connection:
                 link.end(live, interrupted("rotated"), link.interrupted)
             return
         if not call.done():
-            raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
+            site = site_of(call)
+            raise ValueError(
+                "cancel_on_drain(): the call was not started on this graceful_grpc channel "
+                "(nor on any graceful channel: a grpc.aio channel's own call?)"
+                if site is None
+                else f"cancel_on_drain(): the {site.kind} call of {site.method} was started on "
+                "another graceful_grpc channel, not on this one"
+            )
 
     # -- rotation ------------------------------------------------------------------------------
 
