@@ -40,11 +40,14 @@ class StepResult:
     Attributes:
         name: The step's name.
         outcome: ``"ok"``; ``"timeout"`` (it overran its time, or was cut short by a forced
-            shutdown, and stopped when cancelled); ``"abandoned"`` (it overran and did not stop
-            when cancelled: it is left running); or ``"error"``.
+            shutdown, and stopped when cancelled; for a channel or server step: its drain did not
+            drain - calls cancelled or holds abandoned at its grace); ``"abandoned"`` (it overran
+            and did not stop when cancelled: it is left running); or ``"error"`` (it raised, or
+            was cancelled from elsewhere).
         duration: Seconds the step took.
         error: The exception it raised, for ``"error"``.
-        drain: The DrainReport, for steps that close a GracefulChannel or stop a GracefulServer.
+        drain: The DrainReport of a step that closes a GracefulChannel or stops a
+            GracefulServer, or that any other step returned; None otherwise.
     """
 
     name: str
