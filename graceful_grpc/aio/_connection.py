@@ -12,9 +12,11 @@ so a grpc channel is closed and every awaiter gets the report even when the drai
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
@@ -154,15 +156,16 @@ class Connection:
             "draining",
         )
 
-    def hold(self, handle: Handle) -> Hold:
-        """Takes a hold through ``handle``. Safe from any thread.
+    def hold(self, handle: Handle, caller: FrameType) -> Hold:
+        """Takes a hold through ``handle`` for code running in frame ``caller``. Safe from any
+        thread.
 
         Raises:
             ChannelClosedError: as ``admit()`` when ``handle`` is closed; CLOSED.
         """
         if handle.closed:
             self.admit("hold")
-        return self.holds.take()
+        return self.holds.take(caller)
 
     def site(self, method: str, kind: CallKind) -> CallSite:
         """The CallSite of a new multicallable (its ``cancel_on_drain`` decided once, here)."""
@@ -373,10 +376,15 @@ class Connection:
         drain.abort(drain.own)
         if drain is not self._drain:
             return 0
-        abandoned = self.holds.close_and_abandon()
+        taken_at = self.holds.close_and_abandon()
+        abandoned = len(taken_at)
         self.state = ChannelState.CLOSED
         if abandoned:
-            logger.warning("drain deadline passed, abandoned %d holds", abandoned)
+            logger.warning(
+                "drain deadline passed, abandoned %d holds, taken at: %s",
+                abandoned,
+                _places(taken_at),
+            )
         if everything:
             now = asyncio.get_running_loop().time()
             for retiring in self._retiring.values():
@@ -428,6 +436,14 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
         if not isinstance(loop, asyncio.AbstractEventLoop):
             raise RuntimeError("max_age needs an event loop: create the channel in one") from None
         return loop
+
+
+def _places(taken_at: list[str], most: int = 10) -> str:
+    """Where abandoned holds were taken, each place once with its count, at most ``most``."""
+    counts = collections.Counter(taken_at)
+    places = [place if n == 1 else f"{place} (x{n})" for place, n in counts.most_common(most)]
+    rest = len(counts) - len(places)
+    return "; ".join(places) + (f"; and {rest} more places" if rest else "")
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
