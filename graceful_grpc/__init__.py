@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Any
 from . import aio
 from ._counting import COUNTER_IMPLEMENTATION
 from .errors import ChannelClosedError, DrainTimeoutError
-from .report import CallInfo, CallKind, DrainReport
 from .state import ChannelState
 
 if TYPE_CHECKING:
+    from .report import CallInfo, CallKind, DrainReport
     from .shutdown import ShutdownReport, ShutdownSequence, StepResult
 
 __all__ = (
@@ -26,14 +26,23 @@ __all__ = (
 )
 __version__ = "0.1.0"
 
-_LAZY = {"ShutdownReport", "ShutdownSequence", "StepResult"}
+_LAZY = {
+    "CallInfo": "report",
+    "CallKind": "report",
+    "DrainReport": "report",
+    "ShutdownReport": "shutdown",
+    "ShutdownSequence": "shutdown",
+    "StepResult": "shutdown",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # graceful_grpc.shutdown (signals, the sequence) is imported on first use, not by every
-    # `import graceful_grpc.aio`: it is a sizeable share of the import time.
-    if name in _LAZY:
-        from . import shutdown
+    # graceful_grpc.shutdown (signals, the sequence) and graceful_grpc.report (dataclasses) are
+    # imported on first use, not by every `import graceful_grpc.aio`: they are a sizeable share
+    # of its import time.
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(shutdown, name)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

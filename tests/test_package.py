@@ -87,10 +87,10 @@ def test_grpcio_floor_is_the_oldest_verified_release() -> None:
     assert min(releases, key=_release).rsplit(".", 1)[0] == _GRPCIO_FLOOR
 
 
-def test_readme_names_every_verified_fingerprint() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+def test_compatibility_page_names_every_verified_fingerprint() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "compatibility.md").read_text()
     for found in _grpc_internals.VERIFIED_GRPCIO:
-        assert f"`{found}`" in readme
+        assert f"`{found}`" in page
 
 
 @pytest.mark.parametrize("missing", ["temporalio", "tenacity"])
@@ -107,3 +107,36 @@ def test_temporal_integration_without_its_extra_names_the_extra(missing: str) ->
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert f"needs {missing!r}" in out.stdout, out.stdout + out.stderr
     assert "pip install 'graceful-grpc[temporal]'" in out.stdout
+
+
+def test_import_defers_what_a_channel_does_not_need_yet() -> None:
+    # The import budget (issue 17: at most 10 ms on top of grpc.aio): the report dataclasses, the
+    # shutdown sequence and the server half load on first use, not with graceful_grpc.aio.
+    script = (
+        "import sys, grpc.aio\n"
+        "before = set(sys.modules)\n"
+        "import graceful_grpc.aio\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    loaded = set(eval(out))
+    deferred = {
+        "dataclasses",
+        "graceful_grpc.report",
+        "graceful_grpc.shutdown",
+        "graceful_grpc.aio._server",
+        "signal",
+    }
+    assert not loaded & deferred
+
+
+def test_lazy_exports_resolve() -> None:
+    from graceful_grpc.report import CallInfo, DrainReport
+
+    assert graceful_grpc.DrainReport is DrainReport
+    assert graceful_grpc.CallInfo is CallInfo
+    assert "unary_unary" in str(graceful_grpc.CallKind)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        graceful_grpc.Nope  # noqa: B018

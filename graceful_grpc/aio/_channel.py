@@ -10,14 +10,13 @@ import sys
 from collections.abc import Callable
 from operator import methodcaller
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 from grpc import aio
 
 from .._validation import check_seconds
 from ..errors import ChannelClosedError
-from ..report import CallKind, DrainReport
 from ..state import ChannelState
 from ._call_factory import announce_call_path
 from ._connection import CallSite, Connection, Handle
@@ -37,13 +36,12 @@ from ._options import (
     ChannelOptions,
 )
 
+if TYPE_CHECKING:
+    from ..report import CallKind, DrainReport
+
 __all__ = ("GracefulChannel", "new_channel")
 
 CallT = TypeVar("CallT")
-
-_NOT_LAST = DrainReport(
-    closed=False, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
-)
 
 
 class GracefulChannel(aio.Channel):
@@ -345,7 +343,7 @@ class GracefulChannel(aio.Channel):
         seconds = self.drain_timeout if grace is None else check_seconds(grace, "grace")
         drain = self._handle.connection.close(self._handle, seconds)
         if drain is None:
-            return _NOT_LAST
+            return _not_last()
         return await asyncio.shield(drain)
 
     async def __aenter__(self) -> Self:
@@ -463,3 +461,12 @@ def _checked_factory(factory: Callable[[], aio.Channel]) -> Callable[[], aio.Cha
         return raw
 
     return build
+
+
+def _not_last() -> DrainReport:
+    """The report of a close() that was not the last open handle: nothing drained."""
+    from ..report import DrainReport
+
+    return DrainReport(
+        closed=False, drained=True, waited=0.0, completed=0, cancelled=(), abandoned_holds=0
+    )

@@ -26,7 +26,6 @@ from .._listeners import Listeners
 from .._log import logger
 from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError
-from ..report import CallKind, DrainReport
 from ..state import ChannelState
 from ._drain import Drain, interrupted, is_cancel_on_drain
 from ._hold import Hold, HoldRegistry, is_held
@@ -37,6 +36,8 @@ __all__ = ("CallSite", "Connection", "Handle")
 
 if TYPE_CHECKING:
     import random
+
+    from ..report import CallKind, DrainReport
 
 ChannelFactory = Callable[[], aio.Channel]
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from typing import TYPE_CHECKING
 
 from .._log import logger
 from ..errors import ChannelClosedError, ClosedReason, DrainTimeoutError
-from ..report import CallInfo, DrainReport
 from ._abortable import Abort
 from ._link import CallSite, Link
+
+if TYPE_CHECKING:
+    from ..report import CallInfo, DrainReport
 
 __all__ = ("Drain", "deadline_passed", "every", "interrupted", "is_cancel_on_drain")
 
@@ -116,6 +119,8 @@ class Drain:
         at_start = sum(counted[link][0] for link in covered)
         if self.own in covered:
             at_start += self.admitted
+        from ..report import DrainReport
+
         return DrainReport(
             closed=True,
             drained=not cancelled and not abandoned,

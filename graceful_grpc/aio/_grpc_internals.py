@@ -17,7 +17,7 @@ by function. Everything here runs once, at import.
 To verify a new fingerprint: read the functions named in ``RELIED_ON`` in its ``grpc/aio/`` against
 ``_call_factory._direct_factory`` and ``_abortable``, run the suite with that grpcio installed, then
 add the lines ``make grpc-internals`` prints (``status()``) to ``VERIFIED_GRPCIO`` and
-``KNOWN_SOURCES`` and the release to the README's compatibility table.
+``KNOWN_SOURCES`` and the release to the compatibility table in ``docs/compatibility.md``.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ VERIFIED_GRPCIO: Mapping[str, tuple[str, ...]] = {
     ),
 }
 # fmt: on
-"""Verified fingerprints, with the grpcio releases each was seen in (for the README)."""
+"""Verified fingerprints, with the grpcio releases each was seen in (for docs/compatibility.md)."""
 
 # fmt: off
 KNOWN_SOURCES: Mapping[str, str] = {
@@ -302,7 +302,8 @@ def reverify_instructions() -> str:
         f"to verify grpcio {GRPCIO_VERSION}: re-check {functions} against "
         "graceful_grpc/aio/_call_factory.py _direct_factory and _abortable.py, run the suite, "
         "then add the lines printed by `make grpc-internals` to VERIFIED_GRPCIO and KNOWN_SOURCES "
-        "in graceful_grpc/aio/_grpc_internals.py and the release to the README's table"
+        "in graceful_grpc/aio/_grpc_internals.py and the release to the table in "
+        "docs/compatibility.md"
     )
 
 

@@ -10,13 +10,15 @@ import asyncio
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from grpc import aio
 
 from .._counting import Counter
-from ..report import CallInfo, CallKind
 from ._abortable import Abort, abort, aborted
+
+if TYPE_CHECKING:
+    from ..report import CallInfo, CallKind
 
 __all__ = ("CallSite", "Link", "LiveCall", "site_of")
 
@@ -143,6 +145,8 @@ class Link:
         if call.done() or aborted(call):
             return
         if abort(call, reason):
+            from ..report import CallInfo
+
             into.append(CallInfo(live.site.method, live.site.kind, _monotonic() - live.started))
 
     def end_all(

@@ -3,7 +3,6 @@ that the channel factories, ``wrap()`` and contrib.temporalio share."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from .._validation import check_seconds
@@ -36,9 +35,11 @@ DEFAULT_MAX_AGE_JITTER = 0.1
 OWN_CONNECTION: tuple[str, Any] = ("grpc.use_local_subchannel_pool", 1)
 
 
-@dataclass(frozen=True, slots=True)
 class ChannelOptions:
     """A channel's options, checked. Make one with ``ChannelOptions.checked()``.
+
+    Immutable. A plain class rather than a frozen dataclass: a dataclass's generated methods
+    cost about 0.6 ms of every ``import graceful_grpc.aio``.
 
     Attributes:
         drain_timeout: Default drain deadline of ``close()`` and grace of ``rotate()``, seconds.
@@ -48,11 +49,57 @@ class ChannelOptions:
         max_age_jitter: The relative spread of ``max_age``, in [0, 1).
     """
 
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
-    admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN
-    cancel_on_drain: MethodPredicate | None = None
-    max_age: float | None = None
-    max_age_jitter: float = DEFAULT_MAX_AGE_JITTER
+    __slots__ = (
+        "admit_during_drain",
+        "cancel_on_drain",
+        "drain_timeout",
+        "max_age",
+        "max_age_jitter",
+    )
+
+    drain_timeout: float
+    admit_during_drain: AdmitPolicy
+    cancel_on_drain: MethodPredicate | None
+    max_age: float | None
+    max_age_jitter: float
+
+    def __init__(
+        self,
+        drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+        admit_during_drain: AdmitPolicy = DEFAULT_ADMIT_DURING_DRAIN,
+        cancel_on_drain: MethodPredicate | None = None,
+        max_age: float | None = None,
+        max_age_jitter: float = DEFAULT_MAX_AGE_JITTER,
+    ) -> None:
+        """Stores the values as given, unchecked: ``checked()`` is the constructor to use."""
+        set_ = object.__setattr__
+        set_(self, "drain_timeout", drain_timeout)
+        set_(self, "admit_during_drain", admit_during_drain)
+        set_(self, "cancel_on_drain", cancel_on_drain)
+        set_(self, "max_age", max_age)
+        set_(self, "max_age_jitter", max_age_jitter)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ChannelOptions is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ChannelOptions is immutable: cannot delete {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ChannelOptions)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ChannelOptions({fields})"
 
     @classmethod
     def checked(

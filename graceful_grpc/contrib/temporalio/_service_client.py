@@ -128,7 +128,7 @@ class GracefulServiceClient(ServiceClient):
         The new connections are built from ``config`` with the changes, as ``connect()`` builds
         them (channels given to the constructor are replaced by such channels); a loop first
         used afterwards gets such a channel too. The worker's bridge connection is not
-        rotated (see the README).
+        rotated (see the Temporal guide, docs/temporal.md).
 
         Args:
             tls: The new TLS setting, as ``ConnectConfig.tls``; omitted keeps the current one.
