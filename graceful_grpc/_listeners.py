@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ("Listeners",)
+from ._log import logger
 
-logger = logging.getLogger("graceful_grpc")
+__all__ = ("Listeners",)
 
 T = TypeVar("T")
 
@@ -53,4 +52,4 @@ class Listeners(Generic[T]):
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:
-                logger.exception("graceful_grpc: %s listener %r failed", self._kind, listener)
+                logger.exception("%s listener %r failed", self._kind, listener)

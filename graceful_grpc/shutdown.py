@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,15 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._listeners import Listeners
+from ._log import logger
 from ._validation import check_seconds
 from .aio import GracefulChannel, GracefulServer
 from .report import DrainReport
 
 __all__ = ("ShutdownReport", "ShutdownSequence", "StepResult")
 
-logger = logging.getLogger("graceful_grpc")
-
 Outcome = Literal["ok", "timeout", "error", "abandoned"]
+
+# How the sequence was started, as a signal's log line names it (signals by their own name).
+_TRIGGERS = {"run": "run()", "force": "force()"}
 
 # How long a step cancelled for overrunning may take to stop before it is abandoned, still running.
 _STOP_GRACE = 0.01
@@ -39,11 +40,14 @@ class StepResult:
     Attributes:
         name: The step's name.
         outcome: ``"ok"``; ``"timeout"`` (it overran its time, or was cut short by a forced
-            shutdown, and stopped when cancelled); ``"abandoned"`` (it overran and did not stop
-            when cancelled: it is left running); or ``"error"``.
+            shutdown, and stopped when cancelled; for a channel or server step: its drain did not
+            drain - calls cancelled or holds abandoned at its grace); ``"abandoned"`` (it overran
+            and did not stop when cancelled: it is left running); or ``"error"`` (it raised, or
+            was cancelled from elsewhere).
         duration: Seconds the step took.
         error: The exception it raised, for ``"error"``.
-        drain: The DrainReport, for steps that close a GracefulChannel or stop a GracefulServer.
+        drain: The DrainReport of a step that closes a GracefulChannel or stops a
+            GracefulServer, or that any other step returned; None otherwise.
     """
 
     name: str
@@ -290,10 +294,22 @@ class ShutdownSequence:
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if not self.started:
-            logger.info("graceful_grpc: %s received: shutting down", name)
+            logger.info("%s received: shutting down", name)
             self._start(name)
-        elif self._run is not None and not self._run.done():
-            logger.warning("graceful_grpc: %s received again: forcing shutdown", name)
+            return
+        started_by = _TRIGGERS.get(self._trigger, self._trigger)
+        if self._run is not None and self._run.done():
+            logger.info(
+                "%s received after the shutdown (started by %s) finished: ignored", name, started_by
+            )
+        elif self._forced:
+            logger.warning(
+                "%s received while shutting down (started by %s): already forcing", name, started_by
+            )
+        else:
+            logger.warning(
+                "%s received while shutting down (started by %s): forcing", name, started_by
+            )
             self.force()
 
     def _start(self, trigger: str) -> None:
@@ -322,7 +338,7 @@ class ShutdownSequence:
             trigger=self._trigger,
         )
         logger.info(
-            "graceful_grpc: shutdown finished in %.3fs (%s): %s",
+            "shutdown finished in %.3fs (%s): %s",
             report.duration,
             "forced" if report.forced else "in order",
             ", ".join(f"{s.name}={s.outcome}" for s in report.steps),
@@ -330,7 +346,7 @@ class ShutdownSequence:
         return report
 
     async def _run_step(self, step: _Step, allowed: float) -> StepResult:
-        logger.info("graceful_grpc: shutdown step %r (up to %.3fs)", step.name, allowed)
+        logger.info("shutdown step %r (up to %.3fs)", step.name, allowed)
         started = time.monotonic()
         channel = _drained_owner(step.action)
         try:
@@ -338,11 +354,11 @@ class ShutdownSequence:
                 return await self._close_channel(step, channel, allowed, started)
             value = await self._until_forced(step.action(), allowed)
         except TimeoutError:
-            logger.warning("graceful_grpc: shutdown step %r ran out of time", step.name)
+            logger.warning("shutdown step %r ran out of time", step.name)
             return StepResult(step.name, "timeout", time.monotonic() - started)
         except _Abandoned:
             logger.warning(
-                "graceful_grpc: shutdown step %r ran out of time and did not stop when "
+                "shutdown step %r ran out of time and did not stop when "
                 "cancelled; abandoned, still running",
                 step.name,
             )
@@ -351,10 +367,10 @@ class ShutdownSequence:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the sequence itself is being cancelled
-            logger.warning("graceful_grpc: shutdown step %r was cancelled", step.name)
+            logger.warning("shutdown step %r was cancelled", step.name)
             return StepResult(step.name, "error", time.monotonic() - started, error=error)
         except Exception as error:
-            logger.warning("graceful_grpc: shutdown step %r failed: %r", step.name, error)
+            logger.warning("shutdown step %r failed: %r", step.name, error)
             return StepResult(step.name, "error", time.monotonic() - started, error=error)
         drain = value if isinstance(value, DrainReport) else None
         return StepResult(step.name, "ok", time.monotonic() - started, drain=drain)

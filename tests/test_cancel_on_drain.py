@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 
 from graceful_grpc import ChannelClosedError, ChannelState, DrainTimeoutError, aio
@@ -119,8 +120,17 @@ async def test_marking_rules(echo_server: EchoServer) -> None:
     assert channel.cancel_on_drain(done) is done  # ended: nothing to interrupt
     foreign = start(other, "unary_unary", gate="never")
     await echo_server.wait_arrivals("never")
-    with pytest.raises(ValueError, match="not started on this"):
+    with pytest.raises(ValueError, match="not on this one") as refused:
         channel.cancel_on_drain(foreign)
+    assert str(refused.value) == (
+        f"cancel_on_drain(): the unary_unary call of {METHOD['unary_unary']} was started on "
+        "another graceful_grpc channel, not on this one"
+    )
+    async with grpc.aio.insecure_channel(echo_server.target) as plain:
+        plain_call = start(plain, "unary_stream", gate="never")
+        with pytest.raises(ValueError, match="nor on any graceful channel"):
+            channel.cancel_on_drain(plain_call)
+        plain_call.cancel()
     await other.close(grace=0)
     with pytest.raises(DrainTimeoutError):
         await foreign

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import threading
 import weakref
 from collections.abc import AsyncIterator
@@ -197,10 +198,11 @@ async def test_hold_forms_and_idempotent_release(channel: aio.GracefulChannel) -
     with channel.hold():
         assert channel.holds == 1
     manual = channel.hold()
+    taken_at = f"{__file__}:{sys._getframe().f_lineno - 1}"
     manual.release()
     manual.release()
     assert channel.holds == 0
-    assert repr(manual) == "<Hold released>"
+    assert repr(manual) == f"<Hold released, taken at {taken_at}>"
 
 
 async def test_hold_released_from_another_thread_ends_the_drain(

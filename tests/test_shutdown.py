@@ -270,6 +270,96 @@ async def test_channel_close_as_partial_or_add_channel_gets_its_grace(
         ShutdownSequence(timeout=1).add_channel("x", object())  # type: ignore[arg-type]
 
 
+class _Said(logging.Handler):
+    """Sets ``event`` when a record's message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_signal_log_lines_name_what_happened(caplog: pytest.LogCaptureFixture) -> None:
+    stopping = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stop_worker() -> None:
+        stopping.set()
+        await never.wait()
+
+    seq = ShutdownSequence(timeout=60)
+    seq.add("stop worker", stop_worker)
+    seq.install_signal_handlers([signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+    try:
+        with caplog.at_level(logging.INFO, logger="graceful_grpc"):
+            waiting = asyncio.create_task(seq.wait())
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(stopping.wait(), timeout=10)
+            os.kill(os.getpid(), signal.SIGINT)  # both handled before the sequence moves on
+            os.kill(os.getpid(), signal.SIGUSR1)
+            report = await asyncio.wait_for(waiting, timeout=10)
+            ignored = _Said("finished: ignored")
+            logging.getLogger("graceful_grpc").addHandler(ignored)
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                await asyncio.wait_for(ignored.event.wait(), timeout=10)
+            finally:
+                logging.getLogger("graceful_grpc").removeHandler(ignored)
+    finally:
+        seq.remove_signal_handlers()
+    assert report.forced and report.trigger == "SIGTERM"
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "received" in r.getMessage()]
+    assert said == [
+        ("INFO", "SIGTERM received: shutting down"),
+        ("WARNING", "SIGINT received while shutting down (started by SIGTERM): forcing"),
+        ("WARNING", "SIGUSR1 received while shutting down (started by SIGTERM): already forcing"),
+        ("INFO", "SIGTERM received after the shutdown (started by SIGTERM) finished: ignored"),
+    ]
+
+
+async def test_a_signal_names_a_sequence_started_by_run(caplog: pytest.LogCaptureFixture) -> None:
+    stopping = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stop_worker() -> None:
+        stopping.set()
+        await never.wait()
+
+    seq = ShutdownSequence(timeout=60)
+    seq.add("stop worker", stop_worker)
+    seq.install_signal_handlers([signal.SIGUSR1])
+    try:
+        with caplog.at_level(logging.INFO, logger="graceful_grpc"):
+            running = asyncio.create_task(seq.run())
+            await asyncio.wait_for(stopping.wait(), timeout=10)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            report = await asyncio.wait_for(running, timeout=10)
+    finally:
+        seq.remove_signal_handlers()
+    assert report.forced and report.trigger == "run"
+    assert "SIGUSR1 received while shutting down (started by run()): forcing" in [
+        r.getMessage() for r in caplog.records
+    ]
+
+
+def test_log_lines_do_not_repeat_the_logger_name(caplog: pytest.LogCaptureFixture) -> None:
+    async def quick() -> None:
+        pass
+
+    seq = ShutdownSequence(timeout=1)
+    seq.add("quick", quick)
+    with caplog.at_level(logging.INFO, logger="graceful_grpc"):
+        asyncio.run(seq.run())
+    logged = [r for r in caplog.records if r.name == "graceful_grpc"]
+    assert logged
+    assert not [r.getMessage() for r in logged if r.getMessage().startswith("graceful_grpc")]
+    assert {r.filename for r in logged} == {"shutdown.py"}  # the line that logged, not _log.py
+
+
 def test_remove_signal_handlers_restores_the_previous_handler() -> None:
     seen: list[int] = []
 

@@ -61,6 +61,7 @@ def test_method_table_covers_every_generated_rpc() -> None:
 
 def test_public_exports_are_locked() -> None:
     assert set(gtemporal.__all__) == {
+        "ConnectOptions",
         "DEFAULT_LONG_POLL_TIMEOUT",
         "DEFAULT_TIMEOUT",
         "MAX_MESSAGE_BYTES",

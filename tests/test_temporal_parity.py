@@ -189,7 +189,7 @@ class _DrainStarted(logging.Handler):
         self.event = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        draining = record.getMessage().startswith("graceful_grpc: draining channel")
+        draining = record.getMessage().startswith("draining channel")
         if draining and record.thread == self.thread.ident:
             self.event.set()
 
@@ -366,7 +366,7 @@ async def test_arguments_grpc_cannot_honour_are_refused(
     temporal_server: TemporalDevServer,
 ) -> None:
     with pytest.raises(TypeError, match="not_an_argument"):
-        await connect(temporal_server.target, not_an_argument=1)
+        await connect(temporal_server.target, not_an_argument=1)  # type: ignore[call-arg]
     if "connect_timeout" in inspect.signature(Client.connect).parameters:  # temporalio >= 1.35
         with pytest.raises(ValueError, match="connect_timeout is not supported"):
             await connect(temporal_server.target, connect_timeout=timedelta(seconds=1))

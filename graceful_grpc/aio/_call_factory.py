@@ -20,11 +20,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .._log import logger
 from ._abortable import abortable_subclass
 from ._fallback import fallback_factory
 from ._grpc_internals import DIRECT_PATH_ALLOWED, DIRECT_PATH_REASON
 
-__all__ = ("DIRECT_AVAILABLE", "DIRECT_REASON", "CallFactory", "call_factory")
+__all__ = (
+    "DIRECT_AVAILABLE",
+    "DIRECT_REASON",
+    "CallFactory",
+    "announce_call_path",
+    "call_factory",
+)
+
 
 CallFactory = Callable[[Any, Any, Any, Any, Any, Any], Any]
 """(request, timeout, metadata, credentials, wait_for_ready, compression) -> call"""
@@ -55,17 +63,60 @@ def _load_direct() -> tuple[dict[type, type] | None, str]:
     return direct, DIRECT_PATH_REASON
 
 
-_DIRECT, DIRECT_REASON = _load_direct()
-DIRECT_AVAILABLE = _DIRECT is not None
-"""Whether grpc.aio's own multicallables take the direct path; ``DIRECT_REASON`` says why."""
+_DIRECT, _REASON = _load_direct()
+
+DIRECT_AVAILABLE: bool = _DIRECT is not None
+"""Whether the calls of grpc.aio's own channels (without interceptors) take the direct call path.
+
+False means every call takes the fallback path: correct on any grpcio, a few per cent more
+instructions per call. Decided once, at import: True only when the installed grpcio's relied-on
+grpc.aio source has a verified fingerprint (whatever its version number says), and
+``GRACEFUL_GRPC_NO_DIRECT_CALLS`` is not set (set it, e.g. to ``1``, to force the fallback).
+``DIRECT_REASON`` says why."""
+
+DIRECT_REASON: str = _REASON
+"""Why ``DIRECT_AVAILABLE`` is what it is, for humans: the grpcio version and the fingerprint of
+its relied-on grpc.aio source (verified or not), a relied-on internal that is missing, or
+``disabled by GRACEFUL_GRPC_NO_DIRECT_CALLS``."""
+
+# Once per process, not per loop or channel: a module-level token, popped (atomically) by the
+# first announcement; nothing else reads it, so a second event loop or thread changes nothing.
+_UNANNOUNCED = [True]
+
+
+def announce_call_path() -> None:
+    """Logs, once per process, that the fallback path serves every call, and why.
+
+    Called as each graceful channel is made (so nothing is logged at import); does nothing when
+    the direct path is available. One INFO line on logger ``graceful_grpc``.
+    """
+    if not DIRECT_AVAILABLE:
+        _announce_fallback("every call takes the fallback call path", DIRECT_REASON)
 
 
 def call_factory(raw: Any) -> CallFactory:
     """Returns the fastest correct way to start calls of grpc multicallable ``raw``."""
-    call_class = _DIRECT.get(type(raw)) if _DIRECT is not None else None
+    if _DIRECT is None:
+        return fallback_factory(raw)
+    call_class = _DIRECT.get(type(raw))
     if call_class is not None and not raw._interceptors:
         return _direct_factory(raw, call_class)
+    if _UNANNOUNCED:
+        _announce_fallback(
+            "the calls of a channel take the fallback call path",
+            "its grpc channel has interceptors"
+            if call_class is not None
+            else f"{type(raw).__qualname__} is not one of grpc.aio's own multicallables",
+        )
     return fallback_factory(raw)
+
+
+def _announce_fallback(what: str, reason: str) -> None:
+    try:
+        _UNANNOUNCED.pop()
+    except IndexError:  # announced already (perhaps just now, on another thread)
+        return
+    logger.info("%s (a few per cent slower than the direct path): %s", what, reason)
 
 
 def _direct_factory(raw: Any, call_class: type) -> CallFactory:

@@ -6,6 +6,7 @@ A facade: every decision is the shared ``Connection``'s; the channel checks argu
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from operator import methodcaller
 from types import TracebackType
@@ -17,6 +18,7 @@ from grpc import aio
 from .._validation import check_seconds
 from ..errors import ChannelClosedError
 from ..state import ChannelState
+from ._call_factory import announce_call_path
 from ._connection import CallSite, Connection, Handle
 from ._hold import Hold
 from ._method_filter import MethodFilter
@@ -122,6 +124,7 @@ class GracefulChannel(aio.Channel):
         _check_grpc_channel(channel, "channel")
         checked = None if factory is None else _checked_factory(factory)
         self._handle = Handle(Connection(channel, options, checked))
+        announce_call_path()
 
     # -- reference counting --------------------------------------------------------------------
 
@@ -251,11 +254,17 @@ class GracefulChannel(aio.Channel):
     def hold(self) -> Hold:
         """Takes a hold: the connection stays open for a unit of work until it is released.
 
+        Keep the hold referenced until the work is done (``with channel.hold():`` does): one that
+        is garbage-collected unreleased is released then, with a ``ResourceWarning`` at the line
+        that took it. One still out at the drain deadline is abandoned, and the drain's log names
+        where it was taken (``Hold.taken_at``; the whole stack with
+        ``GRACEFUL_GRPC_DEBUG_HOLDS=1`` or asyncio's debug mode).
+
         Raises:
             ChannelClosedError: the channel is closed, or this handle is closed or draining and
                 ``admit_during_drain`` refuses new work from here.
         """
-        return self._handle.connection.hold(self._handle)
+        return self._handle.connection.hold(self._handle, sys._getframe(1))
 
     def share(self) -> Self:
         """Returns a new handle on the same connection, for another owner to close.

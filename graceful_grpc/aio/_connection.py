@@ -12,22 +12,24 @@ so a grpc channel is closed and every awaiter gets the report even when the drai
 from __future__ import annotations
 
 import asyncio
-import logging
+import collections
 import time
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 
 from .._counting import Counter
 from .._listeners import Listeners
+from .._log import logger
 from .._zero_watch import ZeroWatch
 from ..errors import ChannelClosedError
 from ..state import ChannelState
 from ._drain import Drain, interrupted, is_cancel_on_drain
 from ._hold import Hold, HoldRegistry, is_held
-from ._link import CallSite, Link, LiveCall
+from ._link import CallSite, Link, LiveCall, site_of
 from ._options import ChannelOptions
 
 __all__ = ("CallSite", "Connection", "Handle")
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
     import random
 
     from ..report import CallKind, DrainReport
-
-logger = logging.getLogger("graceful_grpc")
 
 ChannelFactory = Callable[[], aio.Channel]
 
@@ -157,15 +157,16 @@ class Connection:
             "draining",
         )
 
-    def hold(self, handle: Handle) -> Hold:
-        """Takes a hold through ``handle``. Safe from any thread.
+    def hold(self, handle: Handle, caller: FrameType) -> Hold:
+        """Takes a hold through ``handle`` for code running in frame ``caller``. Safe from any
+        thread.
 
         Raises:
             ChannelClosedError: as ``admit()`` when ``handle`` is closed; CLOSED.
         """
         if handle.closed:
             self.admit("hold")
-        return self.holds.take()
+        return self.holds.take(caller)
 
     def site(self, method: str, kind: CallKind) -> CallSite:
         """The CallSite of a new multicallable (its ``cancel_on_drain`` decided once, here)."""
@@ -204,7 +205,14 @@ class Connection:
                 link.end(live, interrupted("rotated"), link.interrupted)
             return
         if not call.done():
-            raise ValueError(f"{call!r} was not started on this graceful_grpc channel")
+            site = site_of(call)
+            raise ValueError(
+                "cancel_on_drain(): the call was not started on this graceful_grpc channel "
+                "(nor on any graceful channel: a grpc.aio channel's own call?)"
+                if site is None
+                else f"cancel_on_drain(): the {site.kind} call of {site.method} was started on "
+                "another graceful_grpc channel, not on this one"
+            )
 
     # -- rotation ------------------------------------------------------------------------------
 
@@ -253,8 +261,7 @@ class Connection:
         old.end_all(interrupted("rotated"), old.interrupted, is_cancel_on_drain)
         self._start(drain, "graceful_grpc rotation drain")
         logger.info(
-            "graceful_grpc: rotated to a new connection (%d); %d calls drain on the old one, "
-            "deadline %.3fs",
+            "rotated to a new connection (%d); %d calls drain on the old one, deadline %.3fs",
             self.rotations,
             drain.counted[old][0],
             grace,
@@ -288,7 +295,7 @@ class Connection:
                 raise TypeError("max_age without a factory")
             self._rotate_to(self.factory(), self.options.drain_timeout)
         except Exception:
-            logger.exception("graceful_grpc: max_age rotation failed; the old connection stays")
+            logger.exception("max_age rotation failed; the old connection stays")
         self._schedule_age_rotation(loop)
 
     # -- the drain -----------------------------------------------------------------------------
@@ -306,7 +313,7 @@ class Connection:
                 self._age_timer.cancel()
                 self._age_timer = None
             logger.info(
-                "graceful_grpc: draining channel: %d calls in flight, %d holds, deadline %.3fs",
+                "draining channel: %d calls in flight, %d holds, deadline %.3fs",
                 self.in_flight.value,
                 self.holds.count.value,
                 grace,
@@ -370,10 +377,15 @@ class Connection:
         drain.abort(drain.own)
         if drain is not self._drain:
             return 0
-        abandoned = self.holds.close_and_abandon()
+        taken_at = self.holds.close_and_abandon()
+        abandoned = len(taken_at)
         self.state = ChannelState.CLOSED
         if abandoned:
-            logger.warning("graceful_grpc: drain deadline passed, abandoned %d holds", abandoned)
+            logger.warning(
+                "drain deadline passed, abandoned %d holds, taken at: %s",
+                abandoned,
+                _places(taken_at),
+            )
         if everything:
             now = asyncio.get_running_loop().time()
             for retiring in self._retiring.values():
@@ -425,6 +437,14 @@ def _loop_of(raw: aio.Channel) -> asyncio.AbstractEventLoop:
         if not isinstance(loop, asyncio.AbstractEventLoop):
             raise RuntimeError("max_age needs an event loop: create the channel in one") from None
         return loop
+
+
+def _places(taken_at: list[str], most: int = 10) -> str:
+    """Where abandoned holds were taken, each place once with its count, at most ``most``."""
+    counts = collections.Counter(taken_at)
+    places = [place if n == 1 else f"{place} (x{n})" for place, n in counts.most_common(most)]
+    rest = len(counts) - len(places)
+    return "; ".join(places) + (f"; and {rest} more places" if rest else "")
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

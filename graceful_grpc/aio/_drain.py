@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from typing import TYPE_CHECKING
 
+from .._log import logger
 from ..errors import ChannelClosedError, ClosedReason, DrainTimeoutError
 from ._abortable import Abort
 from ._link import CallSite, Link
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from ..report import CallInfo, DrainReport
 
 __all__ = ("Drain", "deadline_passed", "every", "interrupted", "is_cancel_on_drain")
-
-logger = logging.getLogger("graceful_grpc")
 
 _monotonic = time.monotonic
 _WHY = {
@@ -134,7 +132,7 @@ class Drain:
         )
 
     def log(self, report: DrainReport) -> None:
-        logger.info("graceful_grpc: %s: %s", self.kind, report.summary())
+        logger.info("%s: %s", self.kind, report.summary())
 
 
 def _log_cancelled(cancelled: list[CallInfo]) -> None:
@@ -144,8 +142,7 @@ def _log_cancelled(cancelled: list[CallInfo]) -> None:
         by_method.setdefault((info.kind, info.method), []).append(info.age)
     for (kind, method), ages in by_method.items():
         logger.warning(
-            "graceful_grpc: drain deadline passed, cancelled %d %s call(s) of %s "
-            "(in flight up to %.3fs)",
+            "drain deadline passed, cancelled %d %s call(s) of %s (in flight up to %.3fs)",
             len(ages),
             kind,
             method,

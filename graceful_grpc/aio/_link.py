@@ -20,7 +20,7 @@ from ._abortable import Abort, abort, aborted
 if TYPE_CHECKING:
     from ..report import CallInfo, CallKind
 
-__all__ = ("CallSite", "Link", "LiveCall")
+__all__ = ("CallSite", "Link", "LiveCall", "site_of")
 
 _monotonic = time.monotonic
 
@@ -47,6 +47,28 @@ class LiveCall(NamedTuple):
     started: float
 
 
+class _Tracked(weakref.ref[Any]):
+    """A link's weak reference to one of its calls, with the call's site and start time.
+
+    Weak, as grpc.aio's own registry: a call its owner dropped must stay collectable, so that
+    grpc cancels it on collection. A subclass, so that the call's site can be read from the call
+    itself (``site_of``) by code that does not know the link: no registry of links anywhere.
+    """
+
+    __slots__ = ("site", "started")
+
+    site: CallSite
+    started: float
+
+
+def site_of(call: Any) -> CallSite | None:
+    """The site of ``call`` if a graceful channel's link (any channel's) tracks it now."""
+    for reference in weakref.getweakrefs(call):
+        if isinstance(reference, _Tracked):
+            return reference.site
+    return None
+
+
 class Link:
     """One grpc.aio channel, the calls started on it (until grpc reports each done), and the calls
     the connection ended on it (``cancelled`` at a deadline, ``interrupted`` as a drain started).
@@ -63,9 +85,7 @@ class Link:
         """``in_flight`` is the connection's counter of calls on all of its links."""
         self.raw = raw
         self._in_flight = in_flight
-        # id(call) -> (weak reference, site, start time). Weak, as grpc.aio's own registry: a call
-        # its owner dropped must stay collectable, so that grpc cancels it on collection.
-        self._calls: dict[int, tuple[weakref.ref[Any], CallSite, float]] = {}
+        self._calls: dict[int, _Tracked] = {}  # id(call) -> its weak reference
         self._emptied: asyncio.Future[None] | None = None  # while wait_empty() waits
         self.cancelled: list[CallInfo] = []
         self.interrupted: list[CallInfo] = []
@@ -77,7 +97,10 @@ class Link:
     def track(self, call: Any, site: CallSite) -> Any:
         """Counts ``call`` in flight until grpc reports it done; returns it unchanged."""
         self._in_flight.incr()
-        self._calls[id(call)] = (weakref.ref(call), site, _monotonic())
+        reference = _Tracked(call)
+        reference.site = site
+        reference.started = _monotonic()
+        self._calls[id(call)] = reference
         call.add_done_callback(self._call_done)
         return call
 
@@ -92,10 +115,10 @@ class Link:
 
     def find(self, call: Any) -> LiveCall | None:
         """The registration of ``call`` on this link, if it has one."""
-        entry = self._calls.get(id(call))
-        if entry is None or entry[0]() is not call:
+        reference = self._calls.get(id(call))
+        if reference is None or reference() is not call:
             return None
-        return LiveCall(call, entry[1], entry[2])
+        return LiveCall(call, reference.site, reference.started)
 
     def mark_cancel_on_drain(self, call: Any) -> LiveCall | None:
         """Records a registered call as cancel-on-drain; its registration, or None if it has
@@ -103,17 +126,16 @@ class Link:
         live = self.find(call)
         if live is None:
             return None
-        site = live.site._replace(cancel_on_drain=True)
-        self._calls[id(call)] = (self._calls[id(call)][0], site, live.started)
+        site = self._calls[id(call)].site = live.site._replace(cancel_on_drain=True)
         return live._replace(site=site)
 
     def live(self) -> list[LiveCall]:
         """The registered calls whose objects still exist."""
         calls = []
-        for reference, site, started in list(self._calls.values()):
+        for reference in list(self._calls.values()):
             call = reference()
             if call is not None:
-                calls.append(LiveCall(call, site, started))
+                calls.append(LiveCall(call, reference.site, reference.started))
         return calls
 
     def end(self, live: LiveCall, reason: Abort, into: list[CallInfo]) -> None:

@@ -12,8 +12,12 @@ __all__ = ("MethodFilter", "MethodPredicate", "compile_method_filter")
 
 MethodPredicate: TypeAlias = Callable[[str], bool]
 MethodFilter: TypeAlias = Collection[str | MethodPredicate] | MethodPredicate
-"""Full method names (``"/pkg.Service/Method"``) and/or predicates on the method name, or one
-predicate."""
+"""Which methods an option (``cancel_on_drain``) applies to: a collection of full method names
+(``"/pkg.Service/Method"``) and/or predicates on the full method name, or one predicate; e.g.
+``["/pkg.Service/Watch", lambda method: method.endswith("/Poll")]``. A single string is refused
+(``TypeError``: wrap it in a list), as is a malformed name (``ValueError``). It is read once, when
+the channel or server is made; a predicate is asked when a multicallable (on a server: a method)
+is first seen, never per call."""
 
 
 def compile_method_filter(spec: MethodFilter | None, name: str) -> MethodPredicate | None:

@@ -19,6 +19,11 @@ __all__ = (
 )
 
 AdmitPolicy = Literal["held", "all", "none"]
+"""Which new calls and holds a draining channel admits (``admit_during_drain``): ``"held"`` (the
+default) those made from code inside a hold of the channel (a ``with channel.hold()`` block, code
+after ``channel.hold()`` in the same task, tasks created from there, a server handler run with
+``holds=[channel]``); ``"all"`` every one; ``"none"`` none. A refused one raises
+``ChannelClosedError`` with reason ``"draining"``."""
 ADMIT_POLICIES: tuple[AdmitPolicy, ...] = ("held", "all", "none")
 
 DEFAULT_DRAIN_TIMEOUT = 30.0

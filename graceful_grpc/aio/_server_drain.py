@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -19,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._listeners import Listeners
+from .._log import logger
 from ..report import CallInfo, CallKind, DrainReport
 from ..state import ChannelState
 from ._method_filter import MethodPredicate
 
 __all__ = ("HEALTH_WATCH", "Handler", "ServerDrain")
-
-logger = logging.getLogger("graceful_grpc")
 
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 """grpc's health Watch stream: interrupted by default, once it has told its watcher the news."""
@@ -235,7 +233,7 @@ class ServerDrain:
     async def _run(self) -> DrainReport:
         started = time.monotonic()
         self._draining.set()
-        logger.info("graceful_grpc: server drain started (%d handlers in flight)", self.in_flight)
+        logger.info("server drain started (%d handlers in flight)", self.in_flight)
         self._interrupt(final=False)
         await self._say_not_serving()
         await self._wait(started + self.unready_delay, until_idle=False)
@@ -263,7 +261,7 @@ class ServerDrain:
             interrupted=interrupted,
         )
         log = logger.info if report.drained else logger.warning
-        log("graceful_grpc: server drain finished: %s", report.summary())
+        log("server drain finished: %s", report.summary())
         self.listeners.notify(report)
         return report
 
@@ -283,12 +281,12 @@ class ServerDrain:
             if not saying.done():
                 await asyncio.wait({saying}, timeout=max(0.0, self._deadline - time.monotonic()))
             if not saying.done():
-                logger.warning("graceful_grpc: health servicer still entering shutdown at deadline")
+                logger.warning("health servicer still entering shutdown at deadline")
                 saying.cancel()
             elif not saying.cancelled():
                 saying.result()  # raises what it raised
         except Exception:
-            logger.exception("graceful_grpc: health servicer's enter_graceful_shutdown() failed")
+            logger.exception("health servicer's enter_graceful_shutdown() failed")
 
     async def _wait(self, until: float | None, *, until_idle: bool) -> bool:
         """Waits until ``until`` or the deadline, whichever is first (re-read when a shorter
@@ -357,7 +355,7 @@ class ServerDrain:
 
     def _grpc_stopped(self, stop: asyncio.Future[None]) -> None:
         if not stop.cancelled() and stop.exception() is not None:
-            logger.error("graceful_grpc: grpc server stop failed", exc_info=stop.exception())
+            logger.error("grpc server stop failed", exc_info=stop.exception())
         self._wake.set()
 
     def _notices(self) -> bool:
@@ -396,7 +394,7 @@ class ServerDrain:
                 handler.cancelled = True
         for handler in rest:
             logger.warning(
-                "graceful_grpc: server drain deadline: cancelling %s after %.3fs",
+                "server drain deadline: cancelling %s after %.3fs",
                 handler.method,
                 now - handler.started,
             )

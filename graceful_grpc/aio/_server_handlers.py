@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
 from grpc import aio
 
+from .._log import logger
 from ..errors import ChannelClosedError
 from ..report import CallKind
 from ._channel import GracefulChannel
@@ -26,8 +26,6 @@ from ._hold import Hold
 from ._server_drain import Handler, ServerDrain
 
 __all__ = ("SHUTTING_DOWN", "TrackingInterceptor")
-
-logger = logging.getLogger("graceful_grpc")
 
 SHUTTING_DOWN = "server is shutting down: reconnect to another backend"
 """The details of the UNAVAILABLE status that interrupted handlers end with."""
@@ -95,7 +93,7 @@ def _take_holds(holds: tuple[GracefulChannel, ...], taken: list[Hold]) -> None:
         try:
             taken.append(channel.hold())
         except ChannelClosedError:  # its calls will say so; the handler still runs
-            logger.debug("graceful_grpc: server handler runs unheld on closed %r", channel)
+            logger.debug("server handler runs unheld on closed %r", channel)
 
 
 def _release(taken: list[Hold]) -> None:

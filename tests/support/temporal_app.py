@@ -40,7 +40,7 @@ def say(line: str) -> None:
 
 class _AnnounceDrain(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("graceful_grpc: draining channel"):
+        if record.getMessage().startswith("draining channel"):
             say("CLOSING")
 
 

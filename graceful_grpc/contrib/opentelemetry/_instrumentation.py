@@ -142,11 +142,14 @@ def instrument_shutdown(
     """Records each step of a ``ShutdownSequence`` in ``graceful_grpc.shutdown.step.duration``.
 
     A histogram (unit ``s``) with attributes ``step`` (the step's name) and ``outcome``
-    (``ok`` / ``timeout`` / ``error``), one point per step as it finishes. A channel close step
-    is also reported by the channel's own drain metrics if the channel is instrumented.
+    (``StepResult.outcome``: ``ok`` / ``timeout`` / ``abandoned`` / ``error``), one point per step
+    as it finishes, the steps a forced shutdown cuts short included. A channel close or server
+    stop step is also reported by the channel's or server's own drain metrics if that is
+    instrumented (``instrument()``).
 
     Args:
-        sequence: The sequence; instrument it before it starts to see every step.
+        sequence: The sequence; instrument it before it starts to see every step (steps that
+            finished before are not recorded).
         meter_provider: Where to report; None uses the global one.
         attributes: Added to every data point.
 

@@ -15,6 +15,7 @@ except ImportError as missing:  # pragma: no cover - depends on what is installe
     ) from missing
 
 from ._connect import connect
+from ._connect_options import ConnectOptions
 from ._fork import GrpcForkSupportWarning
 from ._methods import RpcMethod, method_table
 from ._options import MAX_MESSAGE_BYTES, channel_options
@@ -26,6 +27,7 @@ __all__ = (
     "DEFAULT_TIMEOUT",
     "MAX_MESSAGE_BYTES",
     "RETRYABLE_CODES",
+    "ConnectOptions",
     "GracefulServiceClient",
     "GrpcForkSupportWarning",
     "RpcMethod",

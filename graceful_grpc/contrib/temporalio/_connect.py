@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Unpack
 
 import temporalio.api.workflowservice.v1 as workflow_service
 import temporalio.client
@@ -14,6 +14,7 @@ from temporalio.service import ConnectConfig, RPCError, ServiceClient
 
 from ...aio._options import DEFAULT_DRAIN_TIMEOUT
 from . import _fork
+from ._connect_options import ConnectOptions
 from ._options import channel_factory
 from ._service_client import GracefulServiceClient
 
@@ -29,7 +30,7 @@ async def connect(
     *,
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     worker_support: bool = False,
-    **options: Any,
+    **options: Unpack[ConnectOptions],
 ) -> temporalio.client.Client:
     """``temporalio.client.Client.connect`` whose client RPCs run over graceful channels.
 
@@ -49,7 +50,8 @@ async def connect(
             ``temporalio.worker.Worker(client, ...)`` runs on the returned client. The worker's
             own polls, task completions and heartbeats, and eager workflow starts, use that
             bridge connection; other client calls use the graceful channels.
-        **options: The other arguments of ``temporalio.client.Client.connect``.
+        **options: The other arguments of ``temporalio.client.Client.connect``, typed by
+            ``ConnectOptions`` (so type checkers and IDEs check and complete them).
 
     Returns:
         The client; ``client.service_client`` is a ``GracefulServiceClient`` (close it last).
@@ -60,15 +62,16 @@ async def connect(
         RuntimeError: ``lazy=False`` and the server cannot be reached, or ``rpc_metadata`` is
             invalid ("Failed client connect: ...", as the built-in client).
     """
-    unknown = set(options) - _CONNECT_ARGUMENTS - {"target_host"}
+    given: dict[str, Any] = dict(options)
+    unknown = set(given) - _CONNECT_ARGUMENTS - {"target_host"}
     if unknown:
         raise TypeError(f"connect() got unexpected keyword arguments: {sorted(unknown)}")
     config = ConnectConfig(
         target_host=target_host,
-        **{k: v for k, v in options.items() if k in _CONFIG_FIELDS and k != "identity"},
-        identity=options.get("identity") or "",
+        **{k: v for k, v in given.items() if k in _CONFIG_FIELDS and k != "identity"},
+        identity=given.get("identity") or "",
     )
-    client_options = {k: v for k, v in options.items() if k not in _CONFIG_FIELDS}
+    client_options = {k: v for k, v in given.items() if k not in _CONFIG_FIELDS}
     plugins = client_options.get("plugins", [])
 
     async def connect_graceful(config: ConnectConfig) -> ServiceClient:
