@@ -86,7 +86,7 @@ check-extension: $(STAMP)
 
 # The pinned grpcio must get the direct call path: a pin on an unverified grpcio is a mistake here.
 check-call-path: $(STAMP)
-	$(PY) -c "from graceful_grpc.aio import _call_factory as f; import sys; print('call path:', 'direct' if f.DIRECT_AVAILABLE else 'fallback', '-', f.DIRECT_REASON); sys.exit(not f.DIRECT_AVAILABLE)"
+	$(PY) -c "from graceful_grpc import aio; import sys; print('call path:', 'direct' if aio.DIRECT_AVAILABLE else 'fallback', '-', aio.DIRECT_REASON); sys.exit(not aio.DIRECT_AVAILABLE)"
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(SRC)
