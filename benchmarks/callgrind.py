@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ("main",)
+__all__ = ("WARMUP", "WORKLOADS", "client", "instruction_total", "main")
 
 MODES = ("raw", "raw+interceptor", "graceful", "graceful-fallback", "graceful+otel")
 WORKLOADS = ("unary", "bidi")
@@ -66,7 +66,8 @@ def _channel(mode: str, target: str) -> tuple[grpc.aio.Channel, Callable[[], obj
     return channel, reader.get_metrics_data
 
 
-async def _client(mode: str, workload: str, units: int, target: str) -> None:
+async def client(mode: str, workload: str, units: int, target: str) -> None:
+    """``WARMUP + units`` unary calls (or bidi ping-pongs) to the Echo server at ``target``."""
     from graceful_grpc.testing import echo_pb2, echo_pb2_grpc
 
     channel, after = _channel(mode, target)
@@ -106,6 +107,11 @@ def _instructions(mode: str, workload: str, units: int, target: str, workdir: Pa
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return instruction_total(out)
+
+
+def instruction_total(out: Path) -> int:
+    """The instructions a callgrind output file counts."""
     match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
     if match is None:
         raise RuntimeError(f"no instruction total in {out}")
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         mode, workload, units, target = args.child
-        asyncio.run(_client(mode, workload, int(units), target))
+        asyncio.run(client(mode, workload, int(units), target))
         return 0
     n1, n2 = args.calls
     if not 0 <= n1 < n2 or args.repeat < 1 or args.jobs < 1:

@@ -6,11 +6,12 @@ import itertools
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from benchmarks import callgrind
+from benchmarks import callgrind, callgrind_server
 from graceful_grpc.testing import EchoServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,23 @@ def test_callgrind_client_runs_every_mode_and_workload() -> None:
             for child in children.values():
                 child.kill()
                 child.wait(timeout=10)
+
+
+@pytest.mark.timeout(300)
+def test_callgrind_server_harness_runs_every_mode_and_workload(tmp_path: Path) -> None:
+    # The harness's own run of a server and its client, without valgrind (which CI need not
+    # have); each run is bounded by the harness (it kills both processes and raises).
+    runs = list(itertools.product(callgrind_server.MODES, callgrind.WORKLOADS))
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(
+            pool.map(
+                lambda run: callgrind_server.serve_and_call(
+                    run[0], run[1], 3, tmp_path, callgrind=False
+                ),
+                runs,
+            )
+        )
+    assert counts == [0] * len(runs)
 
 
 def test_rotation_benchmark_smoke() -> None:

@@ -110,3 +110,38 @@ async def test_handlers_an_interceptor_makes_itself_are_tracked_too() -> None:
         call: Any = channel.unary_unary("/test.Own/Method")
         answer, report = await drain_one(server, call(b""), entered, release)
         assert answer == b"own" and report.drained and report.completed == 1
+
+
+async def test_an_interceptor_that_changes_a_methods_handler_gets_each_one_tracked() -> None:
+    # The wrapped handler of a method is reused only while the handler found for it is the same
+    # object: an interceptor that picks another handler per call gets that one, tracked.
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def first(request: bytes, context: Any) -> bytes:
+        return b"first"
+
+    async def second(request: bytes, context: Any) -> bytes:
+        entered.set()
+        await release.wait()
+        return b"second"
+
+    made = {
+        behaviour: grpc.unary_unary_rpc_method_handler(behaviour)  # type: ignore[no-untyped-call]
+        for behaviour in (first, second)
+    }
+    handlers = iter([made[first], made[first], made[second]])  # the second call: the same one
+
+    class Switching(grpc.aio.ServerInterceptor):
+        async def intercept_service(
+            self, continuation: Callable[[Any], Awaitable[Any]], details: Any
+        ) -> Any:
+            if details.method == "/test.Own/Method":
+                return next(handlers)
+            return await continuation(details)
+
+    async with serving(interceptors=[Switching()]) as (server, channel, _target):
+        call: Any = channel.unary_unary("/test.Own/Method")
+        assert await asyncio.wait_for(call(b""), BOUND) == b"first"
+        assert await asyncio.wait_for(call(b""), BOUND) == b"first"
+        answer, report = await drain_one(server, call(b""), entered, release)
+        assert answer == b"second" and report.drained and report.completed == 1

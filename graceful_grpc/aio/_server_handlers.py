@@ -30,6 +30,11 @@ __all__ = ("SHUTTING_DOWN", "TrackingInterceptor")
 SHUTTING_DOWN = "server is shutting down: reconnect to another backend"
 """The details of the UNAVAILABLE status that interrupted handlers end with."""
 
+_MAX_METHODS = 10_000  # wrapped handlers kept, one per method name
+
+_current_task = asyncio.current_task
+_NO_HOLDS: list[Hold] = []  # never appended to: the holds of a server without holds=
+
 _KINDS: dict[tuple[bool, bool], tuple[CallKind, str, Callable[..., grpc.RpcMethodHandler]]] = {
     (False, False): ("unary_unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
     (False, True): ("unary_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
@@ -39,11 +44,17 @@ _KINDS: dict[tuple[bool, bool], tuple[CallKind, str, Callable[..., grpc.RpcMetho
 
 
 class TrackingInterceptor(aio.ServerInterceptor):
-    """Books every handler in a ServerDrain and runs it held on the server's channels."""
+    """Books every handler in a ServerDrain and runs it held on the server's channels.
+
+    The wrapped handler of a method is built once and reused while the handler found for that
+    method is the same object (as grpc's registered and generated handlers are), so a call pays
+    a dictionary lookup here, not the wrapping.
+    """
 
     def __init__(self, drain: ServerDrain, holds: tuple[GracefulChannel, ...]) -> None:
         self._drain = drain
         self._holds = holds
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -53,17 +64,25 @@ class TrackingInterceptor(aio.ServerInterceptor):
         found = await continuation(handler_call_details)
         if found is None:  # no such method: grpc answers UNIMPLEMENTED
             return found
-        handler: Any = found
         method: str = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is found:
+            return known[1]
+        wrapped = self._wrap(found, method)
+        if known is not None or len(self._wrapped) < _MAX_METHODS:  # names come from clients
+            self._wrapped[method] = (found, wrapped)
+        return wrapped
+
+    def _wrap(self, found: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        handler: Any = found
         kind, attribute, build = _KINDS[
             (bool(handler.request_streaming), bool(handler.response_streaming))
         ]
         behavior = getattr(handler, attribute)
         if behavior is None:
             return found
-        wrapped = _wrap(behavior, method, kind, self._drain, self._holds)
         return build(
-            wrapped,
+            _wrap(behavior, method, kind, self._drain, self._holds),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -86,14 +105,20 @@ def _wrap(
     return _sync_handler(behavior, method, kind, drain, holds)
 
 
-def _take_holds(holds: tuple[GracefulChannel, ...], taken: list[Hold]) -> None:
-    """Takes a hold on each channel into ``taken`` (released by the caller, also if this
-    raises); a closed channel is skipped."""
-    for channel in holds:
-        try:
-            taken.append(channel.hold())
-        except ChannelClosedError:  # its calls will say so; the handler still runs
-            logger.debug("server handler runs unheld on closed %r", channel)
+def _take_holds(holds: tuple[GracefulChannel, ...]) -> list[Hold]:
+    """Takes a hold on each channel; a closed channel is skipped. If taking one raises, the
+    holds taken so far are released."""
+    taken: list[Hold] = []
+    try:
+        for channel in holds:
+            try:
+                taken.append(channel.hold())
+            except ChannelClosedError:  # its calls will say so; the handler still runs
+                logger.debug("server handler runs unheld on closed %r", channel)
+    except BaseException:
+        _release(taken)
+        raise
+    return taken
 
 
 def _release(taken: list[Hold]) -> None:
@@ -120,11 +145,14 @@ def _async_handler(
     drain: ServerDrain,
     holds: tuple[GracefulChannel, ...],
 ) -> Callable[..., Awaitable[Any]]:
+    enter, leave = drain.enter, drain.leave
+
     async def handle(request: Any, context: Any) -> Any:
-        handler = drain.enter(method, kind, asyncio.current_task())
-        taken: list[Hold] = []
+        handler = enter(method, kind, _current_task())
+        taken = _NO_HOLDS
         try:
-            _take_holds(holds, taken)
+            if holds:
+                taken = _take_holds(holds)
             if handler.interrupted:
                 await _end_interrupted(handler, context, drain)
                 return None
@@ -142,8 +170,9 @@ def _async_handler(
             await _end_interrupted(handler, context, drain)
             return None
         finally:
-            _release(taken)
-            drain.leave(handler)
+            if taken:
+                _release(taken)
+            leave(handler)
 
     return handle
 
@@ -155,11 +184,14 @@ def _async_generator_handler(
     drain: ServerDrain,
     holds: tuple[GracefulChannel, ...],
 ) -> Callable[..., Awaitable[None]]:
+    enter, leave = drain.enter, drain.leave
+
     async def handle(request: Any, context: Any) -> None:
-        handler = drain.enter(method, kind, asyncio.current_task())
-        taken: list[Hold] = []
+        handler = enter(method, kind, _current_task())
+        taken = _NO_HOLDS
         try:
-            _take_holds(holds, taken)
+            if holds:
+                taken = _take_holds(holds)
             if handler.interrupted:
                 await _end_interrupted(handler, context, drain)
                 return
@@ -180,8 +212,9 @@ def _async_generator_handler(
                 raise
             await _end_interrupted(handler, context, drain)
         finally:
-            _release(taken)
-            drain.leave(handler)
+            if taken:
+                _release(taken)
+            leave(handler)
 
     return handle
 
@@ -193,11 +226,14 @@ def _sync_handler(
     drain: ServerDrain,
     holds: tuple[GracefulChannel, ...],
 ) -> Callable[..., Any]:
+    enter, leave = drain.enter, drain.leave
+
     def handle(request: Any, context: Any) -> Any:
-        handler = drain.enter(method, kind, None)
-        taken: list[Hold] = []
+        handler = enter(method, kind, None)
+        taken = _NO_HOLDS
         try:
-            _take_holds(holds, taken)
+            if holds:
+                taken = _take_holds(holds)
             if handler.interrupted:
                 if drain.holding:
                     drain.released_in_thread()
@@ -208,8 +244,9 @@ def _sync_handler(
                 if drain.holding:
                     drain.released_in_thread()
         finally:
-            _release(taken)
-            drain.leave(handler)
+            if taken:
+                _release(taken)
+            leave(handler)
 
     return handle
 
@@ -224,11 +261,14 @@ def _sync_stream_handler(
     # grpc runs a plain generator ahead of the messages it writes (a queue of one), so an abort
     # from here could race the write of the message just yielded: an interrupted generator ends
     # instead, with the status set, and grpc sends that status after the last message.
+    enter, leave = drain.enter, drain.leave
+
     def handle(request: Any, context: Any) -> Iterator[Any]:
-        handler = drain.enter(method, kind, None)
-        taken: list[Hold] = []
+        handler = enter(method, kind, None)
+        taken = _NO_HOLDS
         try:
-            _take_holds(holds, taken)
+            if holds:
+                taken = _take_holds(holds)
             if handler.interrupted:
                 _set_shutting_down(context)
                 return
@@ -247,8 +287,9 @@ def _sync_stream_handler(
                 if close is not None:
                     close()
         finally:
-            _release(taken)
-            drain.leave(handler)
+            if taken:
+                _release(taken)
+            leave(handler)
 
     return handle
 
