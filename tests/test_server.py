@@ -371,17 +371,42 @@ async def test_handlers_run_held_on_downstream_channels() -> None:
             call = start(channel, "unary_unary", "front")
             await wait(entered)
             assert downstream.holds == 1
-            closing = asyncio.ensure_future(downstream.close(BOUND))  # the wrong order
-            await asyncio.wait_for(downstream.wait_draining(), BOUND)
+            # the wrong order: the application closes its handle while the server serves; the
+            # server's own handle keeps the connection open for its handlers
+            report = await asyncio.wait_for(downstream.close(BOUND), BOUND)
+            assert not report.closed
+            assert downstream.state is ChannelState.OPEN
             proceed.set()
             assert await finish(call, "unary_unary") == ["down"]  # admitted: it was held
-            report = await asyncio.wait_for(closing, BOUND)
-            assert report.drained and report.completed == 1 and report.abandoned_holds == 0
+            # a handler that starts after the close: admitted too
+            later = start(channel, "unary_unary", "later")
+            assert await finish(later, "unary_unary") == ["down"]
             assert server.in_flight == 0
-            # once the channel is closed, handlers still run (unheld); their calls are refused
+            await asyncio.wait_for(server.stop(BOUND), BOUND)
+            # the server let go at the end of its drain: that was the last handle
+            assert downstream.state is ChannelState.CLOSED
+
+
+async def test_holds_channel_closed_before_start_runs_handlers_unheld() -> None:
+    downstream_servicer = Gated()
+    async with serving(downstream_servicer) as (_down, _plain, target):
+        downstream = aio.insecure_channel(target)
+        await asyncio.wait_for(downstream.close(BOUND), BOUND)
+
+        class Front(Gated):
+            async def Unary(
+                self, request: echo_pb2.EchoRequest, context: Any
+            ) -> echo_pb2.EchoResponse:
+                answer = await finish(start(downstream, "unary_unary", "down"), "unary_unary")
+                return echo_pb2.EchoResponse(message=answer[0])
+
+        async with serving(Front(), holds=[downstream]) as (server, channel, _target):
+            # the handler still runs (unheld); its call on the closed channel is refused
             assert await status_of(start(channel, "unary_unary", "x"), "unary_unary") == (
                 grpc.StatusCode.UNKNOWN
             )
+            report = await asyncio.wait_for(server.stop(BOUND), BOUND)
+            assert report.drained and report.completed == 0
 
 
 # -- ShutdownSequence ----------------------------------------------------------------------------

@@ -34,10 +34,10 @@ def test_graceful_server_with_holds_keeps_the_downstream_calls_of_its_handlers(
     assert set(results) == {"close-at-sigterm", "abort-finally"}
     for result in results.values():
         assert result["rounds"] == 2 and result["downstream_ok"] > 0, result
-    # Channel closed at SIGTERM: every handler that had started kept its downstream call; only
-    # one that started after SIGTERM (the channel already draining) can be refused its hold.
+    # Channel closed at SIGTERM: no downstream call refused, also none of a handler that started
+    # after SIGTERM (the server's own handle keeps the connection open until its drain ends).
     close = results["close-at-sigterm"]
-    assert close["downstream_refused"] == close["refused_started_after_sigterm"], close
+    assert close["downstream_refused"] == 0, close
     # abort() then a downstream call in finally: the server's stop waited for every one of them.
     audit = results["abort-finally"]
     assert audit["audits_ok"] > 0 and audit["audits_lost"] == 0, audit

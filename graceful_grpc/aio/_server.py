@@ -23,6 +23,7 @@ from ._channel import GracefulChannel
 from ._method_filter import MethodFilter, compile_method_filter
 from ._server_drain import ServerDrain
 from ._server_handlers import TrackingInterceptor
+from ._server_holds import ServerHolds
 
 __all__ = ("GracefulServer", "server")
 
@@ -40,10 +41,12 @@ class GracefulServer(aio.Server):
     Create one with ``graceful_grpc.aio.server()``.
     """
 
-    def __init__(self, grpc_server: aio.Server, drain: ServerDrain) -> None:
-        """Used by ``server()``: owns ``grpc_server``, whose handlers ``drain`` tracks."""
+    def __init__(self, grpc_server: aio.Server, drain: ServerDrain, holds: ServerHolds) -> None:
+        """Used by ``server()``: owns ``grpc_server``, whose handlers ``drain`` tracks and run
+        held on ``holds``."""
         self._server = grpc_server
         self._drain = drain
+        self._holds = holds
 
     # -- the drain --------------------------------------------------------------------------------
 
@@ -151,8 +154,10 @@ class GracefulServer(aio.Server):
         return int(self._server.add_secure_port(address, server_credentials))
 
     async def start(self) -> None:
-        """As grpc.aio: starts serving (once)."""
+        """As grpc.aio: starts serving (once); from now until the end of ``stop()``'s drain the
+        server keeps a handle of its own on each ``holds`` channel."""
         await self._server.start()
+        self._holds.take()
 
     async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """As grpc.aio: waits until grpc's server has stopped; True if ``timeout`` passed first."""
@@ -191,7 +196,11 @@ def server(
             health Watch (``/grpc.health.v1.Health/Watch``) is always one of them.
         holds: GracefulChannels every handler runs held on (as code inside ``channel.hold()``):
             its downstream calls are admitted while such a channel drains, and the channel's
-            drain waits for it.
+            drain waits for it. From ``start()`` to the end of ``stop()``'s drain the server
+            keeps a handle of its own on each (``share()``), so a ``close()`` of the
+            application's handle in that time is not the last: the connection stays open for
+            the handlers still to come, and drains when the server lets go (within what is left
+            of the server's deadline) - no order of closing refuses a handler's downstream call.
 
     Raises:
         ValueError: ``drain_timeout`` or ``unready_delay`` negative, NaN or infinite; a
@@ -206,7 +215,7 @@ def server(
             f"health must be a grpc_health.v1 HealthServicer (with enter_graceful_shutdown()), "
             f"got {type(health).__name__}"
         )
-    held = _check_holds(holds)
+    held = ServerHolds(_check_holds(holds))
     interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")
     grpc_server: aio.Server | None = None
 
@@ -220,6 +229,7 @@ def server(
         health=health,
         cancel_on_drain=interrupt,
         stop_grpc=stop_grpc,
+        handlers_done=held.release,
     )
     grpc_server = aio.server(
         migration_thread_pool,
@@ -229,7 +239,7 @@ def server(
         maximum_concurrent_rpcs,
         compression,
     )
-    return GracefulServer(grpc_server, drain)
+    return GracefulServer(grpc_server, drain, held)
 
 
 def _check_holds(holds: Iterable[GracefulChannel]) -> tuple[GracefulChannel, ...]:

@@ -84,6 +84,9 @@ class ServerDrain:
         cancel_on_drain: Which methods are interrupted when the drain starts (None: none but
             the health Watch).
         stop_grpc: grpc's ``Server.stop(grace)``.
+        handlers_done: Awaited once every handler has ended (or was cancelled at the deadline),
+            with the seconds left until the deadline, before the drain reports: the server lets
+            go of its ``holds`` channels there. It must not raise.
     """
 
     def __init__(
@@ -94,12 +97,14 @@ class ServerDrain:
         health: Any,
         cancel_on_drain: MethodPredicate | None,
         stop_grpc: Callable[[float], Awaitable[None]],
+        handlers_done: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.drain_timeout = drain_timeout
         self.unready_delay = unready_delay
         self._health = health
         self._cancel_on_drain = cancel_on_drain
         self._stop_grpc = stop_grpc
+        self._handlers_done = handlers_done
         self.listeners: Listeners[DrainReport] = Listeners("drain")
         self._lock = threading.Lock()
         self._handlers: set[Handler] = set()
@@ -248,6 +253,8 @@ class ServerDrain:
         self._interrupt(final=True)  # watchers that had nothing to say before the stop
         finished = await self._wait(None, until_idle=True)
         cancelled = () if finished else self._cancel_rest()
+        if self._handlers_done is not None:
+            await self._handlers_done(max(0.0, self._deadline - time.monotonic()))
         with self._lock:
             self.state = ChannelState.CLOSED
             completed, interrupted = self._completed, tuple(self._interrupted)

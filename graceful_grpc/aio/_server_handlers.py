@@ -24,6 +24,7 @@ from ..report import CallKind
 from ._channel import GracefulChannel
 from ._hold import Hold
 from ._server_drain import Handler, ServerDrain
+from ._server_holds import ServerHolds
 
 __all__ = ("SHUTTING_DOWN", "TrackingInterceptor")
 
@@ -51,7 +52,7 @@ class TrackingInterceptor(aio.ServerInterceptor):
     a dictionary lookup here, not the wrapping.
     """
 
-    def __init__(self, drain: ServerDrain, holds: tuple[GracefulChannel, ...]) -> None:
+    def __init__(self, drain: ServerDrain, holds: ServerHolds) -> None:
         self._drain = drain
         self._holds = holds
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -82,7 +83,7 @@ class TrackingInterceptor(aio.ServerInterceptor):
         if behavior is None:
             return found
         return build(
-            _wrap(behavior, method, kind, self._drain, self._holds),
+            _wrap(behavior, method, kind, self._drain, self._holds.handles),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
