@@ -375,7 +375,8 @@ async def test_handlers_run_held_on_downstream_channels() -> None:
             # server's own handle keeps the connection open for its handlers
             report = await asyncio.wait_for(downstream.close(BOUND), BOUND)
             assert not report.closed
-            assert downstream.state is ChannelState.OPEN
+            while_serving = downstream.state
+            assert while_serving is ChannelState.OPEN
             proceed.set()
             assert await finish(call, "unary_unary") == ["down"]  # admitted: it was held
             # a handler that starts after the close: admitted too
