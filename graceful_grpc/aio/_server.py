@@ -98,11 +98,11 @@ class GracefulServer(aio.Server):
         In order: state DRAINING and ``health.enter_graceful_shutdown()`` (every service
         NOT_SERVING); handlers of ``cancel_on_drain`` methods in flight, or started from now on,
         end at once with UNAVAILABLE (a health Watch right after it has sent NOT_SERVING); for
-        ``unready_delay`` seconds new RPCs are still accepted and served; then the GOAWAY
-        settle: handlers that finish from now on keep their answer until grpc's stop has sent
-        its GOAWAY, and the stop waits until 100 ms after the latest answer sent during the
-        drain (or after the drain's start): the time that answer's client may take to send its
-        next request; then grpc's own stop (no new RPCs) and a wait until every handler's
+        ``unready_delay`` seconds new RPCs are still accepted and served; the GOAWAY settle
+        overlaps its last 100 ms: handlers that finish from then on keep their answer until
+        grpc's stop has sent its GOAWAY, and the stop begins when ``unready_delay`` ends and at
+        least 100 ms after the latest answer sent during the drain (or after the drain's start):
+        the time that answer's client may take to send its next request; then grpc's own stop (no new RPCs) and a wait until every handler's
         coroutine has ended - also the ones grpc no longer waits for, such as a handler still in
         its ``finally`` after ``abort()``. At the deadline the handlers still running are
         cancelled and listed in ``report.cancelled``.
@@ -187,8 +187,9 @@ def server(
         drain_timeout: Default deadline of ``stop()``, in seconds.
         unready_delay: Seconds ``stop()`` keeps serving new RPCs after the health servicer says
             NOT_SERVING, so that load balancers and health-checking clients move away first
-            (never beyond the deadline). Then answers are held back for the GOAWAY settle (up to
-            250 ms, see ``GracefulServer.stop``) before grpc's stop.
+            (never beyond the deadline). Answers of handlers that finish in its last 100 ms and
+            after are held back for the GOAWAY settle (up to 250 ms past its end, see
+            ``GracefulServer.stop``) until grpc's stop has sent its GOAWAY.
         health: A ``grpc_health.v1`` HealthServicer, sync or aio (anything with
             ``enter_graceful_shutdown()``); register it on the server yourself as usual.
         cancel_on_drain: Methods whose handlers never end by themselves (watches, long polls):

@@ -241,9 +241,11 @@ class ServerDrain:
         logger.info("server drain started (%d handlers in flight)", self.in_flight)
         self._interrupt(final=False)
         await self._say_not_serving()
-        await self._wait(started + self.unready_delay, until_idle=False)
+        # The hold begins GOAWAY_SETTLE before the unready delay ends, so that grpc's stop can
+        # begin right at its end: the settle overlaps the delay instead of following it.
+        await self._wait(started + max(0.0, self.unready_delay - GOAWAY_SETTLE), until_idle=False)
         try:
-            await self._settle(started)
+            await self._settle(started, started + self.unready_delay)
         except BaseException:  # the drain's task cancelled (its loop ends): nothing is held
             self._release()
             raise
@@ -318,13 +320,15 @@ class ServerDrain:
             finally:
                 wake.cancel()
 
-    async def _settle(self, started: float) -> None:
-        """Holds the answers of the handlers that finish from now on back, and waits until the
-        requests that the answers sent before may have caused have arrived: ``GOAWAY_SETTLE``
-        after the latest answer sent during the drain, which began at ``started`` (answers
-        before it are not watched: as if one left then), at most ``SETTLE_MAX``; so that grpc's
-        stop sends its GOAWAY while no such request is on its way. (Requests that arrive are
-        no sign: a balancer's health probes arrive on their own clock.)
+    async def _settle(self, started: float, unready_end: float) -> None:
+        """Holds the answers of the handlers that finish from now on back, and waits until
+        ``unready_end`` (new RPCs are still served until then; their answers wait too) and until
+        the requests that the answers sent before may have caused have arrived:
+        ``GOAWAY_SETTLE`` after the latest answer sent during the drain, which began at
+        ``started`` (answers before it are not watched: as if one left then), answers being held
+        at most ``SETTLE_MAX`` past ``unready_end``; so that grpc's stop sends its GOAWAY while
+        no such request is on its way. (Requests that arrive are no sign: a balancer's health
+        probes arrive on their own clock.)
 
         grpc cancels every RPC that reaches a server after its stop began (its
         ``ShutdownAndNotify`` zombies them: grpc/grpc#41785), and a client with a connection to
@@ -336,9 +340,11 @@ class ServerDrain:
         if self._deadline <= begun:
             return
         self.holding = True
-        longest = begun + SETTLE_MAX
+        longest = max(begun, unready_end) + SETTLE_MAX
         while True:  # re-read: a thread-pool handler may have answered just before the hold
-            settled = min(max(self._last_end, started) + GOAWAY_SETTLE, longest)
+            settled = min(
+                max(self._last_end + GOAWAY_SETTLE, started + GOAWAY_SETTLE, unready_end), longest
+            )
             if min(settled, self._deadline) <= time.monotonic():
                 return
             await self._wait(settled, until_idle=False)
