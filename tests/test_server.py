@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -408,6 +410,104 @@ async def test_holds_channel_closed_before_start_runs_handlers_unheld() -> None:
             )
             report = await asyncio.wait_for(server.stop(BOUND), BOUND)
             assert report.drained and report.completed == 0
+
+
+async def test_application_calls_keep_the_channels_drain_after_the_server_lets_go() -> None:
+    # The application's own call (no handler's) on a holds channel it closed while the server
+    # served: the connection drains under the channel's drain_timeout when the server lets go,
+    # not under what is left of the server's deadline.
+    downstream_servicer = Gated()
+    async with serving(downstream_servicer) as (_down, _plain, target):
+        downstream = aio.insecure_channel(target, drain_timeout=BOUND)
+        closed: asyncio.Future[DrainReport] = asyncio.get_running_loop().create_future()
+        downstream.add_drain_listener(closed.set_result)
+        async with serving(Gated(), holds=[downstream]) as (server, _channel, _target):
+            own = asyncio.ensure_future(
+                finish(start(downstream, "unary_unary", "gate-own"), "unary_unary")
+            )
+            await wait(downstream_servicer.event(downstream_servicer.started, "gate-own"))
+            report = await asyncio.wait_for(downstream.close(), BOUND)
+            assert not report.closed
+            stopped = await asyncio.wait_for(server.stop(0.2), BOUND)
+            assert stopped.drained
+            assert not own.done()  # the channel's drain goes on after the server's stop
+            downstream_servicer.event(downstream_servicer.gates, "gate-own").set()
+            assert await asyncio.wait_for(own, BOUND) == ["gate-own"]
+            drained = await asyncio.wait_for(closed, BOUND)
+            assert drained.closed and drained.drained and drained.completed == 1
+
+
+async def test_a_shorter_grace_cuts_the_wait_for_the_holds_channels_short() -> None:
+    downstream_servicer = Gated()
+    async with serving(downstream_servicer) as (_down, _plain, target):
+        downstream = aio.insecure_channel(target, drain_timeout=BOUND)
+        async with serving(Gated(), holds=[downstream]) as (server, _channel, _target):
+            own = start(downstream, "unary_unary", "gate-own")
+            await wait(downstream_servicer.event(downstream_servicer.started, "gate-own"))
+            await asyncio.wait_for(downstream.close(), BOUND)
+            long_stop = asyncio.ensure_future(server.stop(BOUND))
+            await asyncio.wait_for(server.wait_draining(), BOUND)
+            began = time.monotonic()
+            await asyncio.wait_for(server.stop(0), BOUND)
+            await asyncio.wait_for(long_stop, BOUND)
+            assert time.monotonic() - began < BOUND / 2
+            downstream_servicer.event(downstream_servicer.gates, "gate-own").set()
+            assert await finish(own, "unary_unary") == ["gate-own"]
+
+
+async def test_a_stopped_server_cannot_start_and_holds_no_channel() -> None:
+    downstream_servicer = Gated()
+    async with serving(downstream_servicer) as (_down, _plain, target):
+        downstream = aio.insecure_channel(target)
+        server = aio.server(holds=[downstream])
+        server.add_insecure_port("127.0.0.1:0")
+        await asyncio.wait_for(server.stop(0), BOUND)
+        with pytest.raises(RuntimeError, match="stopped"):
+            await server.start()
+        report = await asyncio.wait_for(downstream.close(), BOUND)
+        assert report.closed  # no handle of the server's kept the connection open
+
+
+def test_stop_at_once_returns_after_grpcs_own_stop_has_ended() -> None:
+    # A loop closed right after stop(0) must not kill grpc's shutdown (found by grpc's
+    # tests_aio with this server swapped in).
+    async def serve_and_stop() -> DrainReport:
+        async with serving() as (server, channel, _target):
+            assert await finish(start(channel, "unary_unary", "x"), "unary_unary") == ["x"]
+            return await asyncio.wait_for(server.stop(0), BOUND)
+
+    loop = asyncio.new_event_loop()
+    try:
+        report = loop.run_until_complete(serve_and_stop())
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    finally:
+        loop.close()
+    assert report.drained
+    assert not [task for task in pending if "stop" in repr(task.get_coro())], pending
+
+
+async def test_a_dropped_server_stops_serving_as_grpcs_does() -> None:
+    server = aio.server()
+    echo_pb2_grpc.add_EchoServicer_to_server(Gated(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        assert await finish(start(channel, "unary_unary", "x"), "unary_unary") == ["x"]
+        dropped = weakref.ref(server)
+        del server
+        gc.collect()
+        assert dropped() is None
+        # grpc's Server.__del__ schedules its shutdown; calls fail once it has run
+        codes = []
+        for _ in range(200):
+            code = await status_of(start(channel, "unary_unary", "x"), "unary_unary")
+            codes.append(code)
+            if code is grpc.StatusCode.UNAVAILABLE:
+                break
+        assert codes[-1] is grpc.StatusCode.UNAVAILABLE, codes[-3:]
+    finally:
+        await channel.close()
 
 
 # -- ShutdownSequence ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ sends its next call elsewhere), then waits for every handler under one deadline.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -102,10 +103,13 @@ class GracefulServer(aio.Server):
         overlaps its last 100 ms: handlers that finish from then on keep their answer until
         grpc's stop has sent its GOAWAY, and the stop begins when ``unready_delay`` ends and at
         least 100 ms after the latest answer sent during the drain (or after the drain's start):
-        the time that answer's client may take to send its next request; then grpc's own stop (no new RPCs) and a wait until every handler's
-        coroutine has ended - also the ones grpc no longer waits for, such as a handler still in
-        its ``finally`` after ``abort()``. At the deadline the handlers still running are
-        cancelled and listed in ``report.cancelled``.
+        the time that answer's client may take to send its next request; then grpc's own stop
+        (no new RPCs) and a wait until every handler's coroutine has ended - also the ones grpc
+        no longer waits for, such as a handler still in its ``finally`` after ``abort()``. At
+        the deadline the handlers still running are cancelled and listed in
+        ``report.cancelled``. Last, the server lets go of its handles on the ``holds`` channels
+        (see ``server()``), waiting, until the deadline, for a connection whose last handle that
+        was to drain.
 
         The settle is there because grpc cancels every RPC that reaches the server after its
         stop began (grpc/grpc#41785), and a client keeps sending on its connection until the
@@ -155,7 +159,13 @@ class GracefulServer(aio.Server):
 
     async def start(self) -> None:
         """As grpc.aio: starts serving (once); from now until the end of ``stop()``'s drain the
-        server keeps a handle of its own on each ``holds`` channel."""
+        server keeps a handle of its own on each ``holds`` channel.
+
+        Raises:
+            RuntimeError: ``stop()`` was called.
+        """
+        if self._drain.state is not ChannelState.OPEN:
+            raise RuntimeError("cannot start a stopped graceful_grpc server: make a new one")
         await self._server.start()
         self._holds.take()
 
@@ -199,9 +209,13 @@ def server(
             its downstream calls are admitted while such a channel drains, and the channel's
             drain waits for it. From ``start()`` to the end of ``stop()``'s drain the server
             keeps a handle of its own on each (``share()``), so a ``close()`` of the
-            application's handle in that time is not the last: the connection stays open for
-            the handlers still to come, and drains when the server lets go (within what is left
-            of the server's deadline) - no order of closing refuses a handler's downstream call.
+            application's handle in that time is not the last (it returns at once, its report
+            says ``closed=False``): the connection stays open for the handlers still to come,
+            and drains when the server lets go, under the channel's own ``drain_timeout`` (the
+            ``stop()`` waits for that until its own deadline; the drain goes on after it). So no
+            order of closing refuses a handler's downstream call - unless the channel's
+            ``admit_during_drain`` is ``"none"``, which admits no call on a closed handle. A
+            server that is started and never stopped keeps its holds channels open.
 
     Raises:
         ValueError: ``drain_timeout`` or ``unready_delay`` negative, NaN or infinite; a
@@ -218,11 +232,14 @@ def server(
         )
     held = ServerHolds(_check_holds(holds))
     interrupt = compile_method_filter(cancel_on_drain, "cancel_on_drain")
-    grpc_server: aio.Server | None = None
+    grpc_server: weakref.ref[aio.Server] | None = None
 
     async def stop_grpc(grace: float) -> None:
-        assert grpc_server is not None
-        await grpc_server.stop(grace)
+        # Weakly: grpc's running server holds this (through the interceptor), and a strong
+        # reference would keep a dropped server serving (grpc's __del__ stops an unreferenced one).
+        stopping = grpc_server() if grpc_server is not None else None
+        if stopping is not None:
+            await stopping.stop(grace)
 
     drain = ServerDrain(
         drain_timeout=timeout,
@@ -230,9 +247,9 @@ def server(
         health=health,
         cancel_on_drain=interrupt,
         stop_grpc=stop_grpc,
-        handlers_done=held.release,
+        handlers_done=held.let_go,
     )
-    grpc_server = aio.server(
+    raw = aio.server(
         migration_thread_pool,
         handlers,
         (TrackingInterceptor(drain, held), *(interceptors or ())),
@@ -240,7 +257,8 @@ def server(
         maximum_concurrent_rpcs,
         compression,
     )
-    return GracefulServer(grpc_server, drain, held)
+    grpc_server = weakref.ref(raw)
+    return GracefulServer(raw, drain, held)
 
 
 def _check_holds(holds: Iterable[GracefulChannel]) -> tuple[GracefulChannel, ...]:

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ GOAWAY_SETTLE = 0.1
 round trip and the client's own time): answers of the handlers that finish later are held until
 grpc's stop has sent its GOAWAY (see ``ServerDrain._settle``)."""
 SETTLE_MAX = 0.25
+GRPC_STOP_BOUND = 1.0
+"""At the deadline, the longest the drain waits for grpc's stop (without grace) to finish."""
 """The longest the drain holds answers back (while handlers on the thread pool keep answering)."""
 
 
@@ -84,9 +86,9 @@ class ServerDrain:
         cancel_on_drain: Which methods are interrupted when the drain starts (None: none but
             the health Watch).
         stop_grpc: grpc's ``Server.stop(grace)``.
-        handlers_done: Awaited once every handler has ended (or was cancelled at the deadline),
-            with the seconds left until the deadline, before the drain reports: the server lets
-            go of its ``holds`` channels there. It must not raise.
+        handlers_done: Called once every handler has ended (or was cancelled at the deadline):
+            the server lets go of its ``holds`` channels there. Returns futures (closes) that
+            the drain then waits for, until its deadline. It must not raise.
     """
 
     def __init__(
@@ -97,7 +99,7 @@ class ServerDrain:
         health: Any,
         cancel_on_drain: MethodPredicate | None,
         stop_grpc: Callable[[float], Awaitable[None]],
-        handlers_done: Callable[[float], Awaitable[None]] | None = None,
+        handlers_done: Callable[[], Iterable[asyncio.Future[Any]]] | None = None,
     ) -> None:
         self.drain_timeout = drain_timeout
         self.unready_delay = unready_delay
@@ -119,6 +121,7 @@ class ServerDrain:
         self._draining = asyncio.Event()
         self._task: asyncio.Task[DrainReport] | None = None
         self._grpc_stops: set[asyncio.Future[None]] = set()  # kept referenced while they run
+        self._letting_go: set[asyncio.Future[Any]] = set()  # handlers_done's closes
         self._grpc_deadline: float | None = None
         self.holding = False  # finished handlers wait for released() before they answer
         self._last_end = 0.0  # when the latest handler ended during the drain
@@ -255,8 +258,13 @@ class ServerDrain:
         self._interrupt(final=True)  # watchers that had nothing to say before the stop
         finished = await self._wait(None, until_idle=True)
         cancelled = () if finished else self._cancel_rest()
+        if not finished and self._grpc_stops:
+            # grpc's stop with no grace left cancels its calls and ends soon: its end, not only
+            # its start, comes before the report (a loop closed after stop() would kill it)
+            await asyncio.wait(self._grpc_stops, timeout=GRPC_STOP_BOUND)
         if self._handlers_done is not None:
-            await self._handlers_done(max(0.0, self._deadline - time.monotonic()))
+            self._letting_go.update(self._handlers_done())
+            await self._wait(None, until_idle=True)  # a shorter grace still cuts it short
         with self._lock:
             self.state = ChannelState.CLOSED
             completed, interrupted = self._completed, tuple(self._interrupted)
@@ -314,7 +322,7 @@ class ServerDrain:
             wake = asyncio.ensure_future(self._wake.wait())
             waits: set[asyncio.Future[Any]] = {wake}
             if until_idle:
-                waits |= self._grpc_stops
+                waits |= self._grpc_stops | self._letting_go
             try:
                 await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -355,7 +363,11 @@ class ServerDrain:
         self._released_threads.set()
 
     def _idle(self) -> bool:
-        return not self._handlers and all(stop.done() for stop in self._grpc_stops)
+        return (
+            not self._handlers
+            and all(stop.done() for stop in self._grpc_stops)
+            and all(close.done() for close in self._letting_go)
+        )
 
     def _start_grpc_stop(self) -> None:
         """grpc's stop with what is left of the deadline: no new RPCs. Called again when a

@@ -23,19 +23,22 @@ class ServerHolds:
     Attributes:
         channels: The channels passed as ``holds=``.
         handles: What handlers take their holds on: the server's own handles once taken
-            (``take()``), the channels themselves before.
+            (``take()``), the channels themselves before, none once let go.
     """
 
-    __slots__ = ("_taken", "channels", "handles")
+    __slots__ = ("_closing", "_let_go", "_taken", "channels", "handles")
 
     def __init__(self, channels: tuple[GracefulChannel, ...]) -> None:
         self.channels = channels
         self.handles = channels
         self._taken = False
+        self._let_go = False
+        self._closing: set[asyncio.Future[None]] = set()  # referenced until done
 
     def take(self) -> None:
-        """A handle of the server's own on each channel still open (``share()``); once."""
-        if self._taken:
+        """A handle of the server's own on each channel still open (``share()``); once, and
+        never after ``let_go()`` (a server started after its stop holds nothing)."""
+        if self._taken or self._let_go:
             return
         self._taken = True
         handles = []
@@ -46,15 +49,26 @@ class ServerHolds:
                 logger.debug("server started with closed holds channel %r", channel)
         self.handles = tuple(handles)
 
-    async def release(self, grace: float) -> None:
-        """Closes the server's handles (the end of its drain), draining a connection whose last
-        handle this was within ``grace`` seconds. Never raises: a failure is logged."""
+    def let_go(self) -> tuple[asyncio.Future[None], ...]:
+        """Starts closing the server's handles (the end of its drain); returns the closes.
+
+        A close that is a connection's last drains it under that channel's own
+        ``drain_timeout``, also after the server's ``stop()`` has returned at its deadline (the
+        application asked it to close). A close never raises: a failure is logged.
+        """
+        self._let_go = True
         if not self._taken:
-            return
+            return ()
         handles, self.handles = self.handles, ()
-        results = await asyncio.gather(
-            *(handle.close(grace) for handle in handles), return_exceptions=True
-        )
-        for handle, result in zip(handles, results, strict=True):
-            if isinstance(result, BaseException):
-                logger.warning("closing the server's handle on %r failed: %r", handle, result)
+        closes = tuple(asyncio.ensure_future(_close(handle)) for handle in handles)
+        for close in closes:
+            self._closing.add(close)
+            close.add_done_callback(self._closing.discard)
+        return closes
+
+
+async def _close(handle: GracefulChannel) -> None:
+    try:
+        await handle.close()
+    except Exception as error:
+        logger.warning("closing the server's handle on %r failed: %r", handle, error)
