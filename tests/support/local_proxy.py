@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, Self
 
 
 class LocalProxy:
-    """Accepts connections on 127.0.0.1; subclasses implement ``_accept``."""
+    """Accepts connections on 127.0.0.1; subclasses implement ``_accept``. ``async with`` starts
+    it and closes it."""
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
@@ -22,6 +26,24 @@ class LocalProxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` as a task that ``close()`` cancels."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         if self._server is not None:

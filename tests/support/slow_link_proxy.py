@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from types import TracebackType
 
 from .local_proxy import LocalProxy
 
@@ -23,18 +22,6 @@ class SlowLinkProxy(LocalProxy):
         self._delay = delay
         self.connections = 0  # connections accepted so far
 
-    async def __aenter__(self) -> SlowLinkProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         host, port = self._backends[min(self.connections, len(self._backends) - 1)]
@@ -42,14 +29,9 @@ class SlowLinkProxy(LocalProxy):
         up_reader, up_writer = await asyncio.open_connection(host, int(port))
         self._writers.append(up_writer)
         late: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        for pump in (
-            self._pump(reader, up_writer),
-            self._read_late(up_reader, late),
-            self._write_late(late, writer),
-        ):
-            task = asyncio.create_task(pump)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._spawn(self._pump(reader, up_writer))
+        self._spawn(self._read_late(up_reader, late))
+        self._spawn(self._write_late(late, writer))
 
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         try:

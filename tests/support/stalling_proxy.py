@@ -34,10 +34,6 @@ class StallingProxy(LocalProxy):
         host, port = target.rsplit(":", 1)
         return cls(host, int(port), forward=forward)
 
-    async def __aenter__(self) -> StallingProxy:
-        await self.start()
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -45,7 +41,7 @@ class StallingProxy(LocalProxy):
         tb: TracebackType | None,
     ) -> None:
         self.resume()
-        await self.close()
+        await super().__aexit__(exc_type, exc, tb)
 
     def stall(self) -> None:
         """Stop forwarding what clients send."""
@@ -72,9 +68,7 @@ class StallingProxy(LocalProxy):
             (reader, up_writer, self._to_server),
             (up_reader, writer, self._to_client),
         ):
-            task = asyncio.create_task(self._pump(source, sink, flowing))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._pump(source, sink, flowing))
 
     async def _pump(
         self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, flowing: asyncio.Event
