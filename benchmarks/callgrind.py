@@ -34,7 +34,16 @@ from typing import Any
 
 import grpc
 
-__all__ = ("WARMUP", "WORKLOADS", "client", "instruction_total", "main")
+__all__ = (
+    "WARMUP",
+    "WORKLOADS",
+    "add_run_arguments",
+    "checked_run",
+    "client",
+    "instruction_total",
+    "machine",
+    "main",
+)
 
 MODES = ("raw", "raw+interceptor", "graceful", "graceful-fallback", "graceful+otel")
 WORKLOADS = ("unary", "bidi")
@@ -146,12 +155,15 @@ def _per_unit(
     return per_unit
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.callgrind", description=__doc__)
-    parser.add_argument("--calls", type=int, nargs=2, default=(500, 4500), metavar=("N1", "N2"))
-    parser.add_argument("--repeat", type=int, default=5, help="runs per mode and N (median)")
+def add_run_arguments(
+    parser: argparse.ArgumentParser, *, calls: tuple[int, int], repeat: int, run: str
+) -> None:
+    """The options of a callgrind run: ``--calls N1 N2``, ``--repeat``, ``--jobs`` (``run``: what
+    one callgrind run is, for the help) and ``--workload``."""
+    parser.add_argument("--calls", type=int, nargs=2, default=calls, metavar=("N1", "N2"))
+    parser.add_argument("--repeat", type=int, default=repeat, help="runs per mode and N (median)")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="callgrind runs at once (each is one process)"
+        "--jobs", type=int, default=1, help=f"callgrind runs at once (each is {run})"
     )
     parser.add_argument(
         "--workload",
@@ -159,6 +171,34 @@ def main(argv: list[str] | None = None) -> int:
         default="unary",
         help="unary: N sequential unary calls; bidi: N ping-pong messages on one bidi stream",
     )
+
+
+def checked_run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[int, int, tuple[str, ...]]:
+    """N1, N2 and the workloads of ``add_run_arguments``'s options, checked (a usage error
+    otherwise, also when valgrind is missing)."""
+    n1, n2 = args.calls
+    if not 0 <= n1 < n2 or args.repeat < 1 or args.jobs < 1:
+        parser.error("need 0 <= N1 < N2, --repeat >= 1 and --jobs >= 1")
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
+    return n1, n2, WORKLOADS if args.workload == "both" else (args.workload,)
+
+
+def machine() -> str:
+    """The line that says where the counts were taken."""
+    from graceful_grpc import COUNTER_IMPLEMENTATION
+
+    return (
+        f"machine: {platform.platform()}, Python {platform.python_version()}, "
+        f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.callgrind", description=__doc__)
+    add_run_arguments(parser, calls=(500, 4500), repeat=5, run="one process")
     parser.add_argument(
         "--child", nargs=4, metavar=("MODE", "WORKLOAD", "UNITS", "TARGET"), help=argparse.SUPPRESS
     )
@@ -167,21 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         mode, workload, units, target = args.child
         asyncio.run(client(mode, workload, int(units), target))
         return 0
-    n1, n2 = args.calls
-    if not 0 <= n1 < n2 or args.repeat < 1 or args.jobs < 1:
-        parser.error("need 0 <= N1 < N2, --repeat >= 1 and --jobs >= 1")
-    if shutil.which("valgrind") is None:
-        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
-    from graceful_grpc import COUNTER_IMPLEMENTATION
+    n1, n2, workloads = checked_run(parser, args)
     from graceful_grpc.aio._grpc_internals import DIRECT_PATH_REASON
     from graceful_grpc.testing import EchoServerProcess
 
-    print(
-        f"machine: {platform.platform()}, Python {platform.python_version()}, "
-        f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
-    )
+    print(machine())
     print(f"call path: {DIRECT_PATH_REASON}")
-    workloads = WORKLOADS if args.workload == "both" else (args.workload,)
     with EchoServerProcess() as server, tempfile.TemporaryDirectory() as tmp:
         for workload in workloads:
             unit = "unary calls" if workload == "unary" else "bidi messages"

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import itertools
 import os
-import platform
 import select
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +37,7 @@ from typing import Any
 
 import grpc
 
-from .callgrind import WARMUP, WORKLOADS, client, instruction_total
+from .callgrind import WARMUP, add_run_arguments, checked_run, client, instruction_total, machine
 
 __all__ = ("MODES", "main", "serve_and_call")
 
@@ -265,17 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.callgrind_server", description=__doc__
     )
-    parser.add_argument("--calls", type=int, nargs=2, default=(300, 2300), metavar=("N1", "N2"))
-    parser.add_argument("--repeat", type=int, default=3, help="runs per mode and N (median)")
-    parser.add_argument(
-        "--jobs", type=int, default=1, help="callgrind runs at once (each is two processes)"
-    )
-    parser.add_argument(
-        "--workload",
-        choices=(*WORKLOADS, "both"),
-        default="unary",
-        help="unary: N sequential unary calls; bidi: N ping-pong messages on one bidi stream",
-    )
+    add_run_arguments(parser, calls=(300, 2300), repeat=3, run="two processes")
     parser.add_argument(
         "--mode", choices=MODES, action="append", help="only these modes (default: all)"
     )
@@ -292,18 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         workload, units = args.client
         asyncio.run(_client_from_stdin(workload, int(units)))
         return 0
-    n1, n2 = args.calls
-    if not 0 <= n1 < n2 or args.repeat < 1 or args.jobs < 1:
-        parser.error("need 0 <= N1 < N2, --repeat >= 1 and --jobs >= 1")
-    if shutil.which("valgrind") is None:
-        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
-    from graceful_grpc import COUNTER_IMPLEMENTATION
-
-    print(
-        f"machine: {platform.platform()}, Python {platform.python_version()}, "
-        f"grpcio {importlib.metadata.version('grpcio')}, counter={COUNTER_IMPLEMENTATION}"
-    )
-    workloads = WORKLOADS if args.workload == "both" else (args.workload,)
+    n1, n2, workloads = checked_run(parser, args)
+    print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
