@@ -4,16 +4,19 @@ and the guard that allows the direct path only on verified grpc.aio internals.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
+from grpc.aio import UnaryUnaryCall
 
 from graceful_grpc import DrainTimeoutError, aio
-from graceful_grpc.aio import _abortable, _call_factory, _grpc_internals
+from graceful_grpc.aio import _abortable, _call_factory, _fallback, _grpc_internals
 from graceful_grpc.testing import EchoServer
 
 from .support.calls import KINDS, METHOD, PassingInterceptor, finish, start
@@ -185,6 +188,128 @@ async def test_fallback_tracks_and_translates(
         await finish(stuck, kind)
     assert info.value.code() == grpc.StatusCode.CANCELLED
     assert fallback_channel.in_flight == 0
+
+
+def _attributes_in_a_dict(call: object) -> bool:
+    """Whether ``call``'s attributes live in a dict object (CPython: a class assigned after
+    construction moves them there from the instance's inline values)."""
+    return any(type(referent) is dict for referent in gc.get_referents(call))
+
+
+needs_cpython = pytest.mark.skipif(
+    sys.implementation.name != "cpython", reason="inline instance values are CPython's"
+)
+
+
+@needs_cpython
+@pytest.mark.parametrize("intercepted", [False, True], ids=["plain", "intercepted"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fallback_calls_are_built_as_the_answering_subclass_by_grpcs_own_code(
+    echo_server: EchoServer, fallback_only: None, kind: str, intercepted: bool
+) -> None:
+    # Not built and then given the subclass: that assignment moves a call's attributes to a
+    # dict, and every later attribute read of grpc's becomes a dict lookup (BENCHMARKS.md).
+    interceptors = [PassingInterceptor()] if intercepted else None
+    raw_channel = grpc.aio.insecure_channel(echo_server.target, interceptors=interceptors)
+    raw_call = start(raw_channel, kind)
+    assert not _attributes_in_a_dict(raw_call)  # grpc's own call: inline values
+    channel = aio.insecure_channel(echo_server.target, interceptors=interceptors)
+    call = start(channel, kind)
+    assert getattr(type(call), "_graceful_grpc_abortable", False)
+    assert type(call).__mro__[1] is type(raw_call)
+    assert not _attributes_in_a_dict(call)
+    assert await finish(call, kind) == await finish(raw_call, kind) == ["m"]
+    assert channel.in_flight == 0
+    await channel.close()
+    await raw_channel.close()
+
+
+def test_the_building_copy_is_grpcs_function_with_the_call_classes_rebound() -> None:
+    from grpc.aio import _channel
+
+    function: Any = _channel.UnaryUnaryMultiCallable.__call__
+    copy = _fallback._building_copy(function)
+    assert copy is not None and copy is _fallback._building_copy(function)  # made once
+    assert copy.__code__ is function.__code__
+    assert copy.__kwdefaults__ == function.__kwdefaults__
+    assert copy.__qualname__ == function.__qualname__
+    grpcs = vars(_channel)
+    assert copy.__globals__["UnaryUnaryCall"].__mro__[1] is grpcs["UnaryUnaryCall"]
+    assert copy.__globals__["_timeout_to_deadline"] is grpcs["_timeout_to_deadline"]
+    assert grpcs["UnaryUnaryCall"].__module__ == "grpc.aio._call"  # grpc's module untouched
+    assert _fallback._building_copy(_Delegating.__call__) is None  # type: ignore[arg-type]
+    outside: Any = _checks_its_call
+    assert _fallback._building_copy(outside) is None  # code outside grpc: left alone
+
+
+def _checks_its_call(call: object) -> bool:
+    # A name of a call class outside grpc: rebinding it would change what this checks.
+    return isinstance(call, UnaryUnaryCall)
+
+
+class _Delegating:
+    """A multicallable of another kind: it hands the call over from grpc's, naming no class."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._inner(*args, **kwargs)
+
+
+class _DelegatingChannel(grpc.aio.Channel):
+    """A grpc.aio.Channel of another kind, whose multicallables delegate to a real channel's."""
+
+    def __init__(self, inner: grpc.aio.Channel) -> None:
+        self._inner = inner
+
+    async def __aenter__(self) -> _DelegatingChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._inner.channel_ready()
+
+    def unary_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _Delegating(self._inner.unary_unary(*args, **kwargs))
+
+    def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _Delegating(self._inner.unary_stream(*args, **kwargs))
+
+    def stream_unary(self, *args: Any, **kwargs: Any) -> Any:
+        return _Delegating(self._inner.stream_unary(*args, **kwargs))
+
+    def stream_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return _Delegating(self._inner.stream_stream(*args, **kwargs))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_calls_of_a_multicallable_of_another_kind_get_the_subclass_assigned(
+    echo_server: EchoServer, kind: str
+) -> None:
+    channel = aio.wrap(_DelegatingChannel(grpc.aio.insecure_channel(echo_server.target)))
+    assert await finish(start(channel, kind), kind) == ["m"]
+    stuck = start(channel, kind, gate="never")
+    assert getattr(type(stuck), "_graceful_grpc_abortable", False)
+    if sys.implementation.name == "cpython":
+        assert _attributes_in_a_dict(stuck)  # assigned after grpc built it
+    await echo_server.wait_arrivals("never")
+    report = await asyncio.wait_for(channel.close(grace=0), timeout=5)
+    assert len(report.cancelled) == 1
+    with pytest.raises(DrainTimeoutError):
+        await asyncio.wait_for(finish(stuck, kind), timeout=5)
+    assert channel.in_flight == 0
 
 
 # -- the fallback on a grpc.aio without the private names it reads (see _abortable) --

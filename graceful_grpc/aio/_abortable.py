@@ -18,8 +18,8 @@ cancelled at once, so that grpc reports it done and it leaves the channel's book
 the original error, as with grpc.aio.
 
 ``abortable_subclass`` builds that subclass; the graceful channel constructs its calls as it
-(``_call_factory``), and ``_fallback`` swaps the class of a call built elsewhere (the fallback
-path, for any grpcio).
+(``_call_factory``), and on the fallback path (for any grpcio) grpc's own code builds them as it,
+or ``_fallback`` assigns it to a call built elsewhere.
 
 Besides the public call API, the fallback reads a few private grpc.aio names, each guarded (they
 are in ``_grpc_internals.RELIED_ON``, so the direct path only ever runs where they exist). On a
@@ -298,8 +298,12 @@ _WRAPPERS: dict[str, Callable[[Any], Any]] = {
     "trailing_metadata": _waiting_method,
     "code": _waiting_method,
     "details": _waiting_method,
-    # grpc.aio's (private) coroutines that start each kind of RPC; used only by calls the graceful
-    # channel constructs itself (a swapped class comes after the start task was created).
+}
+
+# grpc.aio's (private) coroutines that start each kind of RPC, wrapped on the direct path only:
+# there, the verified source says which one a call's constructor schedules. (A fallback call
+# gets a start watch instead, see ``_fallback``.)
+_START_WRAPPERS: dict[str, Callable[[Any], Any]] = {
     "_invoke": _start_method,
     "_send_unary_request": _start_method,
     "_conduct_rpc": _start_method,
@@ -314,7 +318,7 @@ def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False
         base: A call class.
         direct: ``base`` is one of grpc.aio's own, on grpc.aio source verified for the direct
             path: its thin public stream methods are reproduced (``_direct_methods``) rather than
-            wrapped.
+            wrapped, and the coroutine that starts its RPC ends the call if the start fails.
         unwatched: Calls of it get no start watch when made (see ``_fallback``): their
             awaiting methods install it once it can matter.
     """
@@ -327,7 +331,8 @@ def abortable_subclass(base: type, direct: bool = False, unwatched: bool = False
         _FAILURE: None,
         "_graceful_grpc_unwatched": unwatched,
     }
-    for name, wrap in _WRAPPERS.items():
+    wrappers = {**_WRAPPERS, **_START_WRAPPERS} if direct else _WRAPPERS
+    for name, wrap in wrappers.items():
         original = getattr(base, name, None)
         if original is not None:
             namespace[name] = wrap(original)
@@ -361,18 +366,21 @@ def _watch_start_now(call: Any) -> None:
 def watch_start(owner: Any, call: Any) -> None:
     """Ends ``owner`` if the start of ``call`` (itself, or the grpc call an interceptor chain
     produced for it) fails locally. grpc.aio reports a failed interceptor chain done itself."""
-    # grpc.aio keeps these tasks in the instance dict. On the path of every intercepted or
-    # foreign call, so: dict lookups (a getattr() that misses raises and swallows an
-    # AttributeError), and no isinstance() of the Nones (about 50 ns each).
-    attributes: dict[str, Any] = getattr(call, "__dict__", None) or {}
-    for name in _START_TASKS:
-        start = attributes.get(name)
-        if start is not None and isinstance(start, asyncio.Future):
-            start.add_done_callback(functools.partial(_end_on_local_failure, owner))
-            return
-    chain = attributes.get(_INTERCEPTORS_TASK)
-    if chain is not None and isinstance(chain, asyncio.Future):
-        chain.add_done_callback(functools.partial(_watch_produced, owner))
+    # Read with getattr(), never through ``__dict__``: on CPython that would move the call's
+    # attributes out of its inline values for good, making every later read of grpc's a dict
+    # lookup. (No isinstance() of the Nones: about 50 ns each, on every watched call.)
+    for name in (*_START_TASKS, _INTERCEPTORS_TASK):
+        try:
+            task = getattr(call, name, None)
+        except Exception:  # a foreign call's own __getattr__ failing: no task there
+            continue
+        if task is None or not isinstance(task, asyncio.Future):
+            continue
+        if name == _INTERCEPTORS_TASK:  # the chain's call, once the chain has produced it
+            task.add_done_callback(functools.partial(_watch_produced, owner))
+        else:
+            task.add_done_callback(functools.partial(_end_on_local_failure, owner))
+        return
 
 
 def _watch_produced(owner: Any, chain: asyncio.Future[Any]) -> None:

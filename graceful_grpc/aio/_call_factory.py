@@ -11,8 +11,9 @@ verified fingerprint (``_grpc_internals``, checked once at import); anything els
 fallback.
 
 Fallback ("wrapped"): any other multicallable (user interceptors, a ``wrap()``-ed channel of
-another kind, a grpc.aio whose source is not verified) is called as is, and the returned call's
-class is swapped (``_fallback``).
+another kind, a grpc.aio whose source is not verified) makes the call with its own code; grpc's
+own multicallables build it as the translating subclass, other calls get that class assigned
+(``_fallback``).
 """
 
 from __future__ import annotations

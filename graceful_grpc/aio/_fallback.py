@@ -1,26 +1,50 @@
-"""The fallback call path: grpc's own multicallable makes the call, whose class is then swapped.
+"""The fallback call path: grpc's own multicallable makes the call, of the answering subclass.
 
 Correct on any grpcio: besides the public call API it reads only what ``_abortable`` documents,
-each guarded. A start watch costs a loop callback per call (about 3% of a unary call). A call with
-a stream of requests, or of a class not known here, is watched from the start: a failed start
-would leave its writers waiting. grpc.aio's unary-request calls report a failed start to whoever
-awaits them, so their answering methods install the watch only then, or before waiting for the
-status or metadata; such a call never awaited at all stays in flight until grpc collects it
-(which cancels it) or a drain's deadline ends it.
+each guarded. A call gets the answering subclass of its class (``_abortable``) in one of two ways:
+
+- **Built as it.** When the multicallable is one of grpc's own (its ``__call__`` a Python function
+  of a ``grpc`` module: grpc.aio's multicallables, with or without interceptors), that function's
+  code is run as a copy whose global names of call classes (the classes deriving from
+  ``grpc.aio.Call`` among the names its code reads) resolve to their answering subclasses: grpc
+  runs its own code, line for line, and builds the call as the subclass. Not for code outside
+  grpc, where a name of a call class might serve an ``isinstance()`` rather than build a call.
+  The copy's other globals are those of grpc's module when the copy was made (the direct path
+  binds grpc's names once, too): a name rebound in grpc's module later (``mock.patch`` of a call
+  class, say) is not seen by calls made this way.
+- **Swapped.** A call that does not come out of its multicallable as a subclass of ours (a
+  multicallable of another kind, a grpc.aio that builds its calls elsewhere) gets its class
+  assigned. On CPython that moves the call's attributes from the instance's inline values to a
+  dict: each later attribute read of grpc's is a dict lookup (measured: 7-8k instructions per unary
+  call on CPython 3.11, about 3% of it).
+
+A start watch costs a loop callback per call (about 3% of a unary call). A call with a stream of
+requests, or of a class not known here, is watched from the start: a failed start would leave its
+writers waiting. grpc.aio's unary-request calls report a failed start to whoever awaits them, so
+their answering methods install the watch only then, or before waiting for the status or
+metadata; such a call never awaited at all stays in flight until grpc collects it (which cancels
+it) or a drain's deadline ends it.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
+
+from grpc import aio
 
 from ._abortable import abortable_subclass, watch_start
 
 __all__ = ("fallback_factory", "make_abortable")
 
-# call class -> its translating subclass (None where __class__ cannot be assigned), and whether
-# its calls are watched from the start
+# call class -> the class to give its calls (None: keep it, it answers already or cannot be
+# assigned), and whether its calls are watched from the start
 _SUBCLASSES: dict[type, tuple[type | None, bool]] = {}
+
+# grpc's multicallable function -> its copy that builds answering calls (None: it names no call
+# class, so calling it as it is builds the same calls)
+_BUILDING_COPIES: dict[types.FunctionType, types.FunctionType | None] = {}
 
 try:
     from grpc.aio._call import UnaryStreamCall, UnaryUnaryCall
@@ -30,17 +54,26 @@ else:
     _UNARY_REQUEST = (UnaryUnaryCall, UnaryStreamCall)
 
 
-def make_abortable(call: Any) -> None:
-    """Gives ``call`` the answering subclass of its class (a no-op for unsupported types), and
-    makes a local failure of its start end the call (see the module's docstring)."""
-    cls = call.__class__
+def _subclass_entry(cls: type) -> tuple[type | None, bool]:
+    """``cls``'s entry in ``_SUBCLASSES``, made (with its subclass's own entry) on first use."""
     try:
-        subclass, watched = _SUBCLASSES[cls]
+        return _SUBCLASSES[cls]
     except KeyError:
-        unwatched = issubclass(cls, _UNARY_REQUEST)
-        subclass = abortable_subclass(cls, unwatched=unwatched)
-        watched = subclass is None or not unwatched
-        _SUBCLASSES[cls] = subclass, watched
+        pass
+    unwatched = issubclass(cls, _UNARY_REQUEST)
+    subclass = abortable_subclass(cls, unwatched=unwatched)
+    watched = subclass is None or not unwatched
+    if subclass is not None:
+        _SUBCLASSES.setdefault(subclass, (None, watched))  # built as it: nothing to assign
+    return _SUBCLASSES.setdefault(cls, (subclass, watched))
+
+
+def make_abortable(call: Any) -> None:
+    """Gives ``call`` the answering subclass of its class (a no-op for unsupported types, and for
+    a call built as it), and makes a local failure of its start end the call (see the module's
+    docstring)."""
+    cls = call.__class__
+    subclass, watched = _subclass_entry(cls)
     if subclass is not None:
         try:
             call.__class__ = subclass
@@ -51,8 +84,43 @@ def make_abortable(call: Any) -> None:
         watch_start(call, call)
 
 
+def _building_copy(function: types.FunctionType) -> types.FunctionType | None:
+    """A copy of ``function`` that builds the answering subclasses of the call classes it names,
+    or None if it names none (see the module's docstring)."""
+    try:
+        return _BUILDING_COPIES[function]
+    except KeyError:
+        pass
+    namespace = function.__globals__
+    replaced: dict[str, type] = {}
+    own = str(namespace.get("__name__", "")).startswith("grpc.")
+    for name in function.__code__.co_names if own else ():
+        value = namespace.get(name)
+        if isinstance(value, type) and issubclass(value, aio.Call):
+            subclass = _subclass_entry(value)[0]
+            if subclass is not None:
+                replaced[name] = subclass
+    copy = None
+    if replaced:
+        copy = types.FunctionType(
+            function.__code__,
+            {**namespace, **replaced},
+            function.__name__,
+            function.__defaults__,
+            function.__closure__,
+        )
+        copy.__kwdefaults__ = function.__kwdefaults__
+        copy.__qualname__ = function.__qualname__
+        copy.__module__ = function.__module__
+        copy.__doc__ = function.__doc__
+    return _BUILDING_COPIES.setdefault(function, copy)
+
+
 def fallback_factory(raw: Any) -> Callable[..., Any]:
-    """Starts calls with grpc multicallable ``raw`` itself, each made abortable."""
+    """Starts calls with grpc multicallable ``raw``'s own code, each made abortable."""
+    function = type(raw).__call__  # a class without its own: type's, not a Python function
+    copy = _building_copy(function) if isinstance(function, types.FunctionType) else None
+    make = raw if copy is None else types.MethodType(copy, raw)
     classes = _SUBCLASSES
 
     def start(
@@ -63,7 +131,7 @@ def fallback_factory(raw: Any) -> Callable[..., Any]:
         wait_for_ready: Any,
         compression: Any,
     ) -> Any:
-        call = raw(
+        call = make(
             request,
             timeout=timeout,
             metadata=metadata,
