@@ -242,6 +242,26 @@ def test_the_building_copy_is_grpcs_function_with_the_call_classes_rebound() -> 
     assert _fallback._building_copy(outside) is None  # code outside grpc: left alone
 
 
+def _grpc_like(source: str) -> Any:
+    """Function ``make`` defined by ``source`` in a module named like one of grpc's."""
+    namespace: dict[str, Any] = {"__name__": "grpc.aio._imagined", "UnaryUnaryCall": UnaryUnaryCall}
+    exec(source, namespace)
+    return namespace["make"]
+
+
+def test_no_building_copy_where_its_globals_could_differ_from_grpcs() -> None:
+    # A copy's globals are a snapshot: any function whose globals might change under it is
+    # called as it is (its calls get the class assigned), never run with stale or missing names.
+    builds = "def make(*a):\n    return UnaryUnaryCall(*a) if len(a) else None\n"
+    assert _fallback._building_copy(_grpc_like(builds)) is not None  # builtins are read live
+    unbound = "def make(*a):\n    return UnaryUnaryCall(*a, later)\n"
+    assert _fallback._building_copy(_grpc_like(unbound)) is None
+    writes = "def make(*a):\n    global seen\n    seen = 1\n    return UnaryUnaryCall(*a)\n"
+    assert _fallback._building_copy(_grpc_like(writes)) is None
+    nested = "def make(*a):\n    return [UnaryUnaryCall(x, later) for x in a]\n"
+    assert _fallback._building_copy(_grpc_like(nested)) is None
+
+
 def _checks_its_call(call: object) -> bool:
     # A name of a call class outside grpc: rebinding it would change what this checks.
     return isinstance(call, UnaryUnaryCall)

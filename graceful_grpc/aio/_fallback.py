@@ -86,34 +86,62 @@ def make_abortable(call: Any) -> None:
 
 def _building_copy(function: types.FunctionType) -> types.FunctionType | None:
     """A copy of ``function`` that builds the answering subclasses of the call classes it names,
-    or None if it names none (see the module's docstring)."""
+    or None if it names none or must not be copied (see the module's docstring)."""
     try:
         return _BUILDING_COPIES[function]
     except KeyError:
         pass
     namespace = function.__globals__
-    replaced: dict[str, type] = {}
-    own = str(namespace.get("__name__", "")).startswith("grpc.")
-    for name in function.__code__.co_names if own else ():
-        value = namespace.get(name)
-        if isinstance(value, type) and issubclass(value, aio.Call):
-            subclass = _subclass_entry(value)[0]
-            if subclass is not None:
-                replaced[name] = subclass
     copy = None
-    if replaced:
-        copy = types.FunctionType(
-            function.__code__,
-            {**namespace, **replaced},
-            function.__name__,
-            function.__defaults__,
-            function.__closure__,
-        )
-        copy.__kwdefaults__ = function.__kwdefaults__
-        copy.__qualname__ = function.__qualname__
-        copy.__module__ = function.__module__
-        copy.__doc__ = function.__doc__
+    if str(namespace.get("__name__", "")).startswith("grpc."):
+        replaced: dict[str, type] = {}
+        for name in _global_names(function.__code__, namespace) or ():
+            value = namespace[name]
+            if isinstance(value, type) and issubclass(value, aio.Call):
+                subclass = _subclass_entry(value)[0]
+                if subclass is not None:
+                    replaced[name] = subclass
+        if replaced:
+            copy = types.FunctionType(
+                function.__code__,
+                {**namespace, **replaced},
+                function.__name__,
+                function.__defaults__,
+                function.__closure__,
+            )
+            copy.__kwdefaults__ = function.__kwdefaults__
+            copy.__qualname__ = function.__qualname__
+            copy.__module__ = function.__module__
+            copy.__doc__ = function.__doc__
     return _BUILDING_COPIES.setdefault(function, copy)
+
+
+def _global_names(code: types.CodeType, namespace: dict[str, Any]) -> set[str] | None:
+    """The module-level names ``code`` (with the code nested in it) reads, or None if a copy of
+    its globals could differ from the module's where it matters: the code writes or deletes a
+    global, or reads one that neither the module nor the builtins bind (yet)."""
+    import dis  # only for the first fallback multicallable of each kind: not at import
+
+    names: set[str] = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+            return None
+        if instruction.opname == "LOAD_GLOBAL":
+            name = instruction.argval
+            if name not in namespace:
+                builtins = namespace.get("__builtins__")
+                holder = builtins if isinstance(builtins, dict) else vars(builtins)
+                if name not in holder:
+                    return None
+                continue
+            names.add(name)
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            nested = _global_names(constant, namespace)
+            if nested is None:
+                return None
+            names |= nested
+    return names
 
 
 def fallback_factory(raw: Any) -> Callable[..., Any]:
