@@ -6,12 +6,13 @@ each guarded. A call gets the answering subclass of its class (``_abortable``) i
 - **Built as it.** When the multicallable is one of grpc's own (its ``__call__`` a Python function
   of a ``grpc`` module: grpc.aio's multicallables, with or without interceptors), that function's
   code is run as a copy whose global names of call classes (the classes deriving from
-  ``grpc.aio.Call`` among the names its code reads) resolve to their answering subclasses: grpc
-  runs its own code, line for line, and builds the call as the subclass. Not for code outside
-  grpc, where a name of a call class might serve an ``isinstance()`` rather than build a call.
-  The copy's other globals are those of grpc's module when the copy was made (the direct path
-  binds grpc's names once, too): a name rebound in grpc's module later (``mock.patch`` of a call
-  class, say) is not seen by calls made this way.
+  ``grpc.aio.Call`` among the module-level names its code reads) resolve to their answering
+  subclasses: grpc runs its own code, line for line, and builds the call as the subclass. Not for
+  code outside grpc, where a name of a call class might serve an ``isinstance()`` rather than
+  build a call, nor for code that writes or deletes a global or reads one not bound when the
+  copy is made. The copy's other globals are those of grpc's module at that moment (the direct
+  path binds grpc's names once, too): a name rebound in grpc's module later (``mock.patch`` of a
+  call class, say) is not seen by calls made this way.
 - **Swapped.** A call that does not come out of its multicallable as a subclass of ours (a
   multicallable of another kind, a grpc.aio that builds its calls elsewhere) gets its class
   assigned. On CPython that moves the call's attributes from the instance's inline values to a
