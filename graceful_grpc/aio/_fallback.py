@@ -43,8 +43,8 @@ __all__ = ("fallback_factory", "make_abortable")
 # assigned), and whether its calls are watched from the start
 _SUBCLASSES: dict[type, tuple[type | None, bool]] = {}
 
-# grpc's multicallable function -> its copy that builds answering calls (None: it names no call
-# class, so calling it as it is builds the same calls)
+# multicallable function -> its copy that builds answering calls (None: no copy, the function is
+# called as it is: it names no call class, is not grpc's, or its globals could change under a copy)
 _BUILDING_COPIES: dict[types.FunctionType, types.FunctionType | None] = {}
 
 try:
